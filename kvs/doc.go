@@ -1,0 +1,40 @@
+// Package kvs is a Trellis storage node: a Store that holds lattices in
+// shards, and a Server that serves it over the native protocol (package
+// wire) and the Redis protocol (package resp).
+//
+// # Store
+//
+// Keys are spread over shards by a local consistent-hash ring (package ring,
+// xxhash64 of the key). Each shard is a pair of maps guarded by one mutex:
+// LWW registers without a delete epoch live in their canonical encoding
+// (the Redis-string fast path: one allocation per key, replies are copies),
+// every other lattice and every tombstone lives decoded in a lattice.Cell.
+// An operation locks exactly one shard, once; there is no lock order to
+// respect because no operation holds two shard locks.
+//
+// Writes merge (lattice join). Writing a lattice of one type onto a key
+// holding another returns ErrTypeMismatch and changes nothing. The Redis
+// commands that replace a value whatever its type (SET, and INCR on a string
+// holding an integer) start a new delete epoch, exactly as a DEL followed by
+// the write would, so replicas converge on the same outcome.
+//
+// Deletes record a tombstone (lattice.Cell with a nil value) that wins over
+// every write that did not see it. Tombstones and delete epochs older than
+// StoreConfig.TombstoneGrace are forgotten by Collect, which Run calls
+// periodically.
+//
+// # Server
+//
+// Each listener is a gnet engine. A read on a connection is parsed into as
+// many complete requests as it holds; each runs on the event loop that read
+// it (lock shard, operate, unlock) and its reply is appended to one output
+// buffer, written once per read. docs/decisions.md records why shards are
+// locked in place rather than owned by goroutines that receive requests over
+// channels. A connection beyond ServerConfig.MaxConns gets an error and is
+// closed; a frame or argument beyond the configured limits gets an error
+// (and, when the stream cannot be resynchronised, the connection is closed);
+// nothing is buffered for a declared length before it is checked.
+//
+// Lifecycle: NewStore and NewServer build complete values; Server.Run and
+// Store.Run serve until their context is cancelled.
+package kvs

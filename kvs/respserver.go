@@ -1,0 +1,181 @@
+package kvs
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/trellisdb/trellis/resp"
+)
+
+// respHandler serves the Redis protocol on one engine.
+type respHandler struct {
+	gnet.BuiltinEventEngine
+	srv  *Server
+	eng  *engine
+	cmds commandTable
+}
+
+// respConn is a RESP connection's state, owned by its event loop.
+type respConn struct {
+	parser resp.Parser
+	args   [][]byte
+	name   []byte
+	id     uint64
+}
+
+// maxPooledArgs bounds the argument slice a connection keeps between reads.
+const maxPooledArgs = 1024
+
+func (h *respHandler) setEngine(e *engine) { h.eng = e }
+
+func (h *respHandler) OnBoot(eng gnet.Engine) gnet.Action { return h.eng.onBoot(eng) }
+
+func (h *respHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if !h.srv.acceptConn() {
+		return []byte("-ERR max number of clients reached\r\n"), gnet.Close
+	}
+	c.SetContext(&respConn{id: h.srv.totalConn.Load(), parser: resp.Parser{Limits: h.limits()}})
+	return nil, gnet.None
+}
+
+func (h *respHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if c.Context() != nil {
+		h.srv.releaseConn()
+	}
+	return gnet.None
+}
+
+func (h *respHandler) limits() resp.Limits {
+	return resp.Limits{MaxBulk: h.srv.store.cfg.MaxValue}
+}
+
+func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	st := c.Context().(*respConn)
+	if st.parser.Need() > c.InboundBuffered() {
+		return gnet.None // a large command is still arriving
+	}
+	buf, _ := c.Peek(-1)
+	outp := h.srv.getOut()
+	out := *outp
+	off, action, n := 0, gnet.None, 0
+	for off < len(buf) {
+		args, size, err := st.parser.ParseCommand(buf[off:], st.args[:0])
+		if errors.Is(err, resp.ErrIncomplete) {
+			break // Need() now counts from this command's first byte, which stays buffered
+		}
+		if err != nil {
+			out = resp.AppendError(out, "ERR "+err.Error())
+			action = gnet.Close
+			off = len(buf)
+			break
+		}
+		off += size
+		st.args = args
+		if len(args) == 0 {
+			continue
+		}
+		n++
+		var quit bool
+		out, quit = h.exec(st, args, out)
+		if quit {
+			action = gnet.Close
+			off = len(buf)
+			break
+		}
+	}
+	h.srv.commands.Add(uint64(n))
+	if off > 0 {
+		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
+	}
+	if len(out) > 0 {
+		_, _ = c.Write(out)
+	}
+	*outp = out
+	h.srv.putOut(outp)
+	if cap(st.args) > maxPooledArgs {
+		st.args = nil
+	}
+	clear(st.args[:cap(st.args)]) // drop references into the read buffer
+	return action
+}
+
+// exec runs one command and appends its reply. quit asks to close the
+// connection after the reply.
+func (h *respHandler) exec(st *respConn, args [][]byte, out []byte) ([]byte, bool) {
+	var name [maxCommandName]byte
+	if len(args[0]) > len(name) {
+		return appendUnknown(out, args), false
+	}
+	for i, ch := range args[0] {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		name[i] = ch
+	}
+	cmd, ok := h.cmds[string(name[:len(args[0])])]
+	if !ok {
+		return appendUnknown(out, args), false
+	}
+	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+		return resp.AppendError(out, "ERR wrong number of arguments for '"+cmd.name+"' command"), false
+	}
+	if cmd.name == "quit" {
+		return resp.AppendSimple(out, "OK"), true
+	}
+	return cmd.fn(h, st, args, out), false
+}
+
+// appendUnknown appends Redis's reply to an unknown command.
+func appendUnknown(out []byte, args [][]byte) []byte {
+	msg := make([]byte, 0, 128)
+	msg = append(msg, "ERR unknown command '"...)
+	msg = appendTruncated(msg, args[0])
+	msg = append(msg, "', with args beginning with: "...)
+	for _, a := range args[1:] {
+		if len(msg) > 1024 {
+			break
+		}
+		msg = append(msg, '\'')
+		msg = appendTruncated(msg, a)
+		msg = append(msg, "' "...)
+	}
+	return resp.AppendError(out, string(msg))
+}
+
+// appendTruncated appends at most 128 bytes of a, with newlines replaced so
+// the error stays one line.
+func appendTruncated(dst, a []byte) []byte {
+	if len(a) > 128 {
+		a = a[:128]
+	}
+	for _, ch := range a {
+		if ch == '\r' || ch == '\n' {
+			ch = ' '
+		}
+		dst = append(dst, ch)
+	}
+	return dst
+}
+
+// appendBulkFrom appends a bulk string whose bytes fill appends, without
+// knowing their length in advance: it reserves the widest header, then
+// shifts the bytes left to sit right after the real header.
+func appendBulkFrom(out []byte, fill func([]byte) ([]byte, error)) ([]byte, error) {
+	const reserve = 1 + 20 + 2 // "$" + int64 digits + CRLF
+	mark := len(out)
+	out = append(out, "$00000000000000000000\r\n"...)
+	out, err := fill(out)
+	if err != nil {
+		return out[:mark], err
+	}
+	n := len(out) - mark - reserve
+	var hdr [reserve]byte
+	h := strconv.AppendInt(append(hdr[:0], '$'), int64(n), 10)
+	h = append(h, '\r', '\n')
+	copy(out[mark+len(h):], out[mark+reserve:])
+	copy(out[mark:], h)
+	out = out[:mark+len(h)+n]
+	return append(out, '\r', '\n'), nil
+}

@@ -1,0 +1,325 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/trellisdb/trellis/wire"
+)
+
+// ServerConfig configures a storage node's network side. The zero value
+// serves both protocols on their default loopback ports.
+type ServerConfig struct {
+	// Addr is the native protocol's listen address. Default 127.0.0.1:7700;
+	// "off" disables it.
+	Addr string
+	// RESPAddr is the Redis-compatible port's listen address. Default
+	// 127.0.0.1:7379; "off" disables it.
+	RESPAddr string
+	// MaxConns bounds open client connections over both ports; a connection
+	// beyond it gets an error reply and is closed. Default 10000.
+	MaxConns int
+	// MaxFrame bounds one native frame's body in bytes. Default 16 MiB.
+	MaxFrame int
+	// Loops is the number of event loops per port. Default GOMAXPROCS.
+	Loops int
+	// Version is reported by HELLO and INFO. Default "dev".
+	Version string
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for ServerConfig.
+const (
+	DefaultAddr     = "127.0.0.1:7700"
+	DefaultRESPAddr = "127.0.0.1:7379"
+	DefaultMaxConns = 10000
+)
+
+// AddrOff disables a listener.
+const AddrOff = "off"
+
+func (c ServerConfig) withDefaults() ServerConfig {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.RESPAddr == "" {
+		c.RESPAddr = DefaultRESPAddr
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxFrame == 0 {
+		c.MaxFrame = wire.DefaultMaxFrame
+	}
+	if c.Loops == 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports whether c (after defaults) is usable.
+func (c ServerConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Addr == AddrOff && c.RESPAddr == AddrOff:
+		return errors.New("kvs: both listeners are off")
+	case c.MaxConns < 1:
+		return fmt.Errorf("kvs: max connections must be positive, got %d", c.MaxConns)
+	case c.MaxFrame < 64:
+		return fmt.Errorf("kvs: max frame must be at least 64 bytes, got %d", c.MaxFrame)
+	case c.Loops < 1:
+		return fmt.Errorf("kvs: loops must be positive, got %d", c.Loops)
+	}
+	for _, a := range []string{c.Addr, c.RESPAddr} {
+		if a == AddrOff {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("kvs: listen address %q: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// Server serves a Store over the native protocol and the Redis protocol,
+// each on its own gnet engine. Requests run on the event loop that read them:
+// a command locks its key's shard, runs, and its reply is appended to the
+// connection's output; one write per read. docs/decisions.md explains why
+// shards are not goroutines.
+type Server struct {
+	cfg   ServerConfig
+	store *Store
+	log   *slog.Logger
+	start time.Time
+
+	ready     chan struct{}
+	addrMu    sync.Mutex
+	addr      string // bound native address, once ready
+	respAddr  string // bound RESP address, once ready
+	conns     atomic.Int64
+	totalConn atomic.Uint64
+	rejected  atomic.Uint64
+	commands  atomic.Uint64
+
+	outPool sync.Pool // *[]byte reply buffers, shared by all loops
+}
+
+// NewServer returns a server for store. It listens when Run is called.
+func NewServer(store *Store, cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg, store: store, log: cfg.Logger, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once both listeners accept connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the bound native protocol address ("" before Ready or when
+// off).
+func (s *Server) Addr() string {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.addr
+}
+
+// RESPAddr returns the bound Redis-protocol address ("" before Ready or when
+// off).
+func (s *Server) RESPAddr() string {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.respAddr
+}
+
+// Store returns the store the server serves.
+func (s *Server) Store() *Store { return s.store }
+
+// Run listens and serves until ctx is cancelled, then closes every
+// connection and returns. It returns an error if a listener cannot start.
+func (s *Server) Run(ctx context.Context) error {
+	s.start = time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	var engines []*engine
+	if s.cfg.Addr != AddrOff {
+		engines = append(engines, &engine{name: "native", addr: s.cfg.Addr, handler: &nativeHandler{srv: s}})
+	}
+	if s.cfg.RESPAddr != AddrOff {
+		engines = append(engines, &engine{name: "resp", addr: s.cfg.RESPAddr, handler: &respHandler{srv: s, cmds: newCommandTable()}})
+	}
+	for _, e := range engines {
+		e.booted = make(chan struct{})
+		e.handler.setEngine(e)
+		g.Go(func() error { return e.run(s) })
+	}
+	// Wait until every engine is listening (or one failed), then publish.
+	for _, e := range engines {
+		select {
+		case <-e.booted:
+		case <-gctx.Done():
+			return s.stopAll(g, engines)
+		}
+	}
+	s.addrMu.Lock()
+	for _, e := range engines {
+		switch e.name {
+		case "native":
+			s.addr = e.bound
+		case "resp":
+			s.respAddr = e.bound
+		}
+	}
+	s.addrMu.Unlock()
+	close(s.ready)
+	<-gctx.Done()
+	return s.stopAll(g, engines)
+}
+
+func (s *Server) stopAll(g *errgroup.Group, engines []*engine) error {
+	for _, e := range engines {
+		e.stop()
+	}
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// engine runs one gnet engine for one listener.
+type engine struct {
+	name    string
+	addr    string
+	handler interface {
+		gnet.EventHandler
+		setEngine(*engine)
+	}
+
+	booted chan struct{} // closed by OnBoot
+	eng    gnet.Engine   // set before booted is closed
+	bound  string        // the listener's address, set before booted is closed
+	mu     sync.Mutex
+	stopped bool
+}
+
+func (e *engine) run(s *Server) error {
+	err := gnet.Run(e.handler, "tcp://"+e.addr,
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithReusePort(false),
+		gnet.WithReuseAddr(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.log.With("listener", e.name)}),
+	)
+	if err != nil {
+		return fmt.Errorf("kvs: %s listener on %s: %w", e.name, e.addr, err)
+	}
+	e.mu.Lock()
+	stopped := e.stopped
+	e.mu.Unlock()
+	if !stopped {
+		return fmt.Errorf("kvs: %s listener on %s stopped unexpectedly", e.name, e.addr)
+	}
+	return nil
+}
+
+// onBoot records the engine and the address it bound.
+func (e *engine) onBoot(eng gnet.Engine) gnet.Action {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return gnet.Shutdown // Run was cancelled while the engine started
+	}
+	e.eng = eng
+	e.bound = e.addr
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				e.bound = net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+			case *unix.SockaddrInet6:
+				e.bound = net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+			}
+		}
+		_ = unix.Close(fd)
+	}
+	close(e.booted)
+	return gnet.None
+}
+
+func (e *engine) stop() {
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	// onBoot holds mu while it checks stopped and closes booted, so either
+	// booted is closed now or the engine will shut itself down.
+	select {
+	case <-e.booted:
+	default:
+		return // never booted: gnet.Run has returned or will return an error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = e.eng.Stop(ctx)
+}
+
+// acceptConn counts a new connection; it reports false when the limit is
+// reached.
+func (s *Server) acceptConn() bool {
+	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+		s.conns.Add(-1)
+		s.rejected.Add(1)
+		return false
+	}
+	s.totalConn.Add(1)
+	return true
+}
+
+func (s *Server) releaseConn() { s.conns.Add(-1) }
+
+// maxPooledOut is the largest reply buffer kept for reuse.
+const maxPooledOut = 1 << 20
+
+func (s *Server) getOut() *[]byte {
+	if p, ok := s.outPool.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, 16<<10)
+	return &b
+}
+
+func (s *Server) putOut(p *[]byte) {
+	if cap(*p) > maxPooledOut {
+		return
+	}
+	*p = (*p)[:0]
+	s.outPool.Put(p)
+}
+
+// gnetLogger sends gnet's logs to slog, one level down (gnet is chatty at
+// Info).
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...))) }

@@ -1,0 +1,513 @@
+package kvs
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/trellisdb/trellis/lattice"
+)
+
+// shard holds one share of a node's keys. Every field is guarded by mu.
+//
+// A key lives in at most one of two maps:
+//   - lww: keys whose cell has no delete epoch and holds an LWW register,
+//     stored as the register's canonical encoding (lattice.AppendLWW). The
+//     slice's length is its capacity; the encoding's own length prefix says
+//     where it ends, so a write that fits is done in place, without touching
+//     the map. This is the Redis-string fast path: one allocation per key,
+//     and a GET reply is a copy.
+//   - cells: every other key, decoded, including tombstones (Value == nil).
+type shard struct {
+	mu    sync.Mutex
+	lww   map[string][]byte
+	cells map[string]*lattice.Cell
+
+	live       int // keys holding a value
+	tombstones int // cells with a nil Value
+	stats      shardStats
+}
+
+// shardStats counts a shard's work. Guarded by the shard's mutex.
+type shardStats struct {
+	reads, writes uint64
+	bytes         int64 // approximate bytes held by keys and values
+	ops           uint64
+	busyNanos     int64 // sampled: see lock
+}
+
+// busySample is the sampling period of busy time: one operation in
+// busySample is timed and counted busySample times, so timing costs about
+// one clock read per busySample operations.
+const busySample = 64
+
+// busyClockStart is the reference point of the shard busy-time clock.
+var busyClockStart = time.Now()
+
+// lock locks the shard and, for one operation in busySample, returns a start
+// time for unlock to account busy time from (0 otherwise).
+func (sh *shard) lock() int64 {
+	sh.mu.Lock()
+	sh.stats.ops++
+	if sh.stats.ops%busySample == 0 {
+		return int64(time.Since(busyClockStart)) | 1
+	}
+	return 0
+}
+
+// unlock accounts the sampled busy time and unlocks the shard.
+func (sh *shard) unlock(t0 int64) {
+	if t0 != 0 {
+		sh.stats.busyNanos += (int64(time.Since(busyClockStart)) - t0) * busySample
+	}
+	sh.mu.Unlock()
+}
+
+// entryOverhead approximates what a map entry costs beyond its key and value
+// bytes (map slot, string and slice headers).
+const entryOverhead = 48
+
+func newShard() *shard {
+	return &shard{lww: make(map[string][]byte), cells: make(map[string]*lattice.Cell)}
+}
+
+// lwwLen returns the length of the LWW encoding at the start of buf.
+func lwwLen(buf []byte) int {
+	return lattice.LWWEncodedLen(buf)
+}
+
+func (sh *shard) getLocked(key, dst []byte) ([]byte, error) {
+	sh.stats.reads++
+	if enc, ok := sh.lww[string(key)]; ok {
+		return append(dst, enc[:lwwLen(enc)]...), nil
+	}
+	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+		return c.Value.AppendBinary(dst)
+	}
+	return dst, ErrNotFound
+}
+
+func (sh *shard) getStringLocked(key, dst []byte) ([]byte, error) {
+	sh.stats.reads++
+	if enc, ok := sh.lww[string(key)]; ok {
+		_, _, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+		if err != nil {
+			return dst, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+		}
+		return append(dst, v...), nil
+	}
+	c, ok := sh.cells[string(key)]
+	if !ok || c.Value == nil {
+		return dst, ErrNotFound
+	}
+	switch v := c.Value.(type) {
+	case *lattice.LWW:
+		return append(dst, v.Value...), nil
+	case *lattice.Counter:
+		return strconv.AppendInt(dst, v.Value(), 10), nil
+	}
+	return dst, typeMismatch(c.Value.Type(), "a string")
+}
+
+func (sh *shard) lookupLocked(key []byte) (lattice.Lattice, error) {
+	sh.stats.reads++
+	if enc, ok := sh.lww[string(key)]; ok {
+		ts, w, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+		if err != nil {
+			return nil, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+		}
+		return &lattice.LWW{TS: ts, Writer: w, Value: bytes.Clone(v)}, nil
+	}
+	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+		return c.Value.Clone(), nil
+	}
+	return nil, ErrNotFound
+}
+
+func (sh *shard) existsLocked(key []byte) bool {
+	sh.stats.reads++
+	if _, ok := sh.lww[string(key)]; ok {
+		return true
+	}
+	c, ok := sh.cells[string(key)]
+	return ok && c.Value != nil
+}
+
+func (sh *shard) typeLocked(key []byte) (lattice.Type, bool) {
+	sh.stats.reads++
+	if _, ok := sh.lww[string(key)]; ok {
+		return lattice.TypeLWW, true
+	}
+	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+		return c.Value.Type(), true
+	}
+	return 0, false
+}
+
+// setLocked merges the LWW write (ts, writer, value) into key. If reset is
+// non-nil and the key holds another type, the key is given the new epoch
+// *reset and the register replaces the old value; otherwise another type is
+// ErrTypeMismatch.
+func (sh *shard) setLocked(key []byte, ts lattice.Timestamp, writer uint64, value []byte, reset *lattice.Stamp) error {
+	sh.stats.writes++
+	if enc, ok := sh.lww[string(key)]; ok {
+		ts0, w0, v0, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+		if err != nil {
+			return fmt.Errorf("kvs: stored register is corrupt: %w", err)
+		}
+		if !lwwLess(ts0, w0, v0, ts, writer, value) {
+			return nil // the stored write wins (or is the same write)
+		}
+		need := lattice.LWWSize(len(value))
+		if need <= cap(enc) && need > cap(enc)/2 {
+			lattice.AppendLWW(enc[:0], ts, writer, value)
+			return nil
+		}
+		fresh := lattice.AppendLWW(make([]byte, 0, need), ts, writer, value)
+		fresh = fresh[:cap(fresh)]
+		sh.stats.bytes += int64(cap(fresh) - cap(enc))
+		sh.lww[string(key)] = fresh
+		return nil
+	}
+	if c, ok := sh.cells[string(key)]; ok {
+		w := &lattice.LWW{TS: ts, Writer: writer, Value: value}
+		switch {
+		case c.Value == nil:
+			sh.tombstones--
+			sh.live++
+			c.Value = w.Clone()
+			sh.stats.bytes += int64(c.Value.Size())
+		case c.Value.Type() == lattice.TypeLWW:
+			before := c.Value.Size()
+			if _, err := c.Value.Merge(w); err != nil {
+				return err
+			}
+			sh.stats.bytes += int64(c.Value.Size() - before)
+		case reset != nil:
+			sh.stats.bytes -= int64(c.Value.Size())
+			*c = lattice.Cell{Epoch: *reset, Value: w.Clone()}
+			sh.stats.bytes += int64(c.Value.Size())
+		default:
+			return typeMismatch(c.Value.Type(), "an LWW register")
+		}
+		return nil
+	}
+	enc := lattice.AppendLWW(make([]byte, 0, lattice.LWWSize(len(value))), ts, writer, value)
+	enc = enc[:cap(enc)]
+	sh.lww[string(key)] = enc
+	sh.live++
+	sh.stats.bytes += int64(len(key) + cap(enc) + entryOverhead)
+	return nil
+}
+
+// lwwLess reports whether register a sorts before register b in the LWW
+// total order (timestamp, then writer, then value bytes).
+func lwwLess(tsA lattice.Timestamp, wA uint64, vA []byte, tsB lattice.Timestamp, wB uint64, vB []byte) bool {
+	if tsA != tsB {
+		return tsA < tsB
+	}
+	if wA != wB {
+		return wA < wB
+	}
+	return bytes.Compare(vA, vB) < 0
+}
+
+func (sh *shard) putLocked(key []byte, v lattice.Lattice) error {
+	if w, ok := v.(*lattice.LWW); ok {
+		return sh.setLocked(key, w.TS, w.Writer, w.Value, nil)
+	}
+	sh.stats.writes++
+	if _, ok := sh.lww[string(key)]; ok {
+		return typeMismatch(lattice.TypeLWW, v.Type().String())
+	}
+	if c, ok := sh.cells[string(key)]; ok {
+		if c.Value == nil {
+			sh.tombstones--
+			sh.live++
+			c.Value = v.Clone()
+			sh.stats.bytes += int64(c.Value.Size())
+			return nil
+		}
+		if c.Value.Type() != v.Type() {
+			return typeMismatch(c.Value.Type(), v.Type().String())
+		}
+		before := c.Value.Size()
+		if _, err := c.Value.Merge(v); err != nil {
+			return err
+		}
+		sh.stats.bytes += int64(c.Value.Size() - before)
+		return nil
+	}
+	sh.insertCellLocked(key, &lattice.Cell{Value: v.Clone()})
+	return nil
+}
+
+func (sh *shard) insertCellLocked(key []byte, c *lattice.Cell) {
+	sh.cells[string(key)] = c
+	if c.Value == nil {
+		sh.tombstones++
+		sh.stats.bytes += int64(len(key) + entryOverhead)
+		return
+	}
+	sh.live++
+	sh.stats.bytes += int64(len(key) + c.Value.Size() + entryOverhead)
+}
+
+func (sh *shard) deleteLocked(key []byte, st lattice.Stamp) bool {
+	sh.stats.writes++
+	if enc, ok := sh.lww[string(key)]; ok {
+		delete(sh.lww, string(key))
+		sh.live--
+		sh.stats.bytes -= int64(len(key) + cap(enc) + entryOverhead)
+		sh.insertCellLocked(key, &lattice.Cell{Epoch: st})
+		return true
+	}
+	if c, ok := sh.cells[string(key)]; ok {
+		existed := c.Value != nil
+		if existed {
+			sh.stats.bytes -= int64(c.Value.Size())
+		}
+		if c.Merge(lattice.Cell{Epoch: st}) && existed && c.Value == nil {
+			sh.live--
+			sh.tombstones++
+		} else if existed {
+			sh.stats.bytes += int64(c.Value.Size())
+		}
+		return existed
+	}
+	sh.insertCellLocked(key, &lattice.Cell{Epoch: st})
+	return false
+}
+
+// mutableCellLocked returns key's cell for a structured (non-LWW) update,
+// creating it with fresh() if the key is absent and filling a tombstone with
+// fresh(). It fails with ErrTypeMismatch if the key holds a register.
+func (sh *shard) mutableCellLocked(key []byte, want string, fresh func() lattice.Lattice) (*lattice.Cell, error) {
+	if _, ok := sh.lww[string(key)]; ok {
+		return nil, typeMismatch(lattice.TypeLWW, want)
+	}
+	c, ok := sh.cells[string(key)]
+	if !ok {
+		c = &lattice.Cell{Value: fresh()}
+		sh.insertCellLocked(key, c)
+		return c, nil
+	}
+	if c.Value == nil {
+		c.Value = fresh()
+		sh.tombstones--
+		sh.live++
+		sh.stats.bytes += int64(c.Value.Size())
+	}
+	return c, nil
+}
+
+func newORSet() lattice.Lattice { return lattice.NewORSet() }
+
+func (sh *shard) setAddLocked(key []byte, members [][]byte, actor uint64) (int, error) {
+	sh.stats.writes++
+	c, err := sh.mutableCellLocked(key, "a set", newORSet)
+	if err != nil {
+		return 0, err
+	}
+	before := c.Value.Size()
+	n := 0
+	switch v := c.Value.(type) {
+	case *lattice.ORSet:
+		n = v.Add(actor, members...)
+	case *lattice.GSet:
+		n = v.Add(members...)
+	default:
+		return 0, typeMismatch(c.Value.Type(), "a set")
+	}
+	sh.stats.bytes += int64(c.Value.Size() - before)
+	return n, nil
+}
+
+func (sh *shard) setRemoveLocked(key []byte, members [][]byte) (int, error) {
+	sh.stats.writes++
+	if _, ok := sh.lww[string(key)]; ok {
+		return 0, typeMismatch(lattice.TypeLWW, "a set")
+	}
+	c, ok := sh.cells[string(key)]
+	if !ok || c.Value == nil {
+		return 0, nil
+	}
+	v, ok := c.Value.(*lattice.ORSet)
+	if !ok {
+		return 0, typeMismatch(c.Value.Type(), "an observed-remove set")
+	}
+	before := v.Size()
+	n := v.Remove(members...)
+	sh.stats.bytes += int64(v.Size() - before)
+	return n, nil
+}
+
+// setView returns the set-like lattice at key, nil if the key is absent.
+func (sh *shard) setViewLocked(key []byte) (setView, error) {
+	sh.stats.reads++
+	if _, ok := sh.lww[string(key)]; ok {
+		return nil, typeMismatch(lattice.TypeLWW, "a set")
+	}
+	c, ok := sh.cells[string(key)]
+	if !ok || c.Value == nil {
+		return nil, nil
+	}
+	if v, ok := c.Value.(setView); ok {
+		return v, nil
+	}
+	return nil, typeMismatch(c.Value.Type(), "a set")
+}
+
+// setView is what the set lattices (observed-remove, grow-only, ordered)
+// share for reads.
+type setView interface {
+	Contains(member []byte) bool
+	Len() int
+	Elements() [][]byte
+}
+
+func (sh *shard) membersLocked(key []byte) ([][]byte, error) {
+	v, err := sh.setViewLocked(key)
+	if v == nil || err != nil {
+		return nil, err
+	}
+	elems := v.Elements()
+	out := make([][]byte, len(elems))
+	for i, e := range elems {
+		out[i] = bytes.Clone(e)
+	}
+	return out, nil
+}
+
+func (sh *shard) isMemberLocked(key, member []byte) (bool, error) {
+	v, err := sh.setViewLocked(key)
+	if v == nil || err != nil {
+		return false, err
+	}
+	return v.Contains(member), nil
+}
+
+func (sh *shard) cardLocked(key []byte) (int, error) {
+	v, err := sh.setViewLocked(key)
+	if v == nil || err != nil {
+		return 0, err
+	}
+	return v.Len(), nil
+}
+
+func newCounter() lattice.Lattice { return lattice.NewCounter() }
+
+func (sh *shard) counterAddLocked(key []byte, delta int64, actor uint64, convert bool, reset lattice.Stamp) (int64, error) {
+	sh.stats.writes++
+	if enc, ok := sh.lww[string(key)]; ok {
+		if !convert {
+			return 0, typeMismatch(lattice.TypeLWW, "a counter")
+		}
+		_, _, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+		if err != nil {
+			return 0, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+		}
+		c, n, err := counterFrom(v, delta, actor, reset)
+		if err != nil {
+			return 0, err
+		}
+		delete(sh.lww, string(key))
+		sh.live--
+		sh.stats.bytes -= int64(len(key) + cap(enc) + entryOverhead)
+		sh.insertCellLocked(key, c)
+		return n, nil
+	}
+	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+		if w, isLWW := c.Value.(*lattice.LWW); isLWW && convert {
+			fresh, n, err := counterFrom(w.Value, delta, actor, reset)
+			if err != nil {
+				return 0, err
+			}
+			sh.stats.bytes += int64(fresh.Value.Size() - c.Value.Size())
+			*c = *fresh
+			return n, nil
+		}
+	}
+	c, err := sh.mutableCellLocked(key, "a counter", newCounter)
+	if err != nil {
+		return 0, err
+	}
+	ctr, ok := c.Value.(*lattice.Counter)
+	if !ok {
+		return 0, typeMismatch(c.Value.Type(), "a counter")
+	}
+	n, err := ctr.Add(actor, delta)
+	if err != nil {
+		return 0, ErrOverflow
+	}
+	return n, nil
+}
+
+// counterFrom returns a cell holding a counter that starts at the integer
+// written in v plus delta, under the new epoch reset.
+func counterFrom(v []byte, delta int64, actor uint64, reset lattice.Stamp) (*lattice.Cell, int64, error) {
+	start, err := parseRedisInt(v)
+	if err != nil {
+		return nil, 0, err
+	}
+	ctr := lattice.NewCounter()
+	if _, err := ctr.Add(actor, start); err != nil {
+		return nil, 0, ErrNotInteger
+	}
+	n, err := ctr.Add(actor, delta)
+	if err != nil {
+		return nil, 0, ErrOverflow
+	}
+	return &lattice.Cell{Epoch: reset, Value: ctr}, n, nil
+}
+
+// parseRedisInt parses v the way Redis's string2ll does: an optional minus
+// sign and decimal digits, no leading zeros, spaces or plus sign, in int64
+// range.
+func parseRedisInt(v []byte) (int64, error) {
+	if len(v) == 0 || len(v) > 20 || (len(v) > 1 && v[0] == '0') || v[0] == '+' ||
+		(len(v) > 1 && v[0] == '-' && v[1] == '0') {
+		return 0, ErrNotInteger
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, ErrNotInteger
+	}
+	return n, nil
+}
+
+// collectLocked forgets tombstones older than horizon and clears older delete
+// epochs, moving plain registers back to the fast path.
+func (sh *shard) collectLocked(horizon lattice.Timestamp) int {
+	if len(sh.cells) == 0 {
+		return 0
+	}
+	n := 0
+	for k, c := range sh.cells {
+		if c.Epoch.IsZero() || c.Epoch.TS >= horizon {
+			continue
+		}
+		n++
+		if c.Value == nil {
+			delete(sh.cells, k)
+			sh.tombstones--
+			sh.stats.bytes -= int64(len(k) + entryOverhead)
+			continue
+		}
+		c.Epoch = lattice.Stamp{}
+		if w, ok := c.Value.(*lattice.LWW); ok {
+			delete(sh.cells, k)
+			enc := lattice.AppendLWW(make([]byte, 0, lattice.LWWSize(len(w.Value))), w.TS, w.Writer, w.Value)
+			enc = enc[:cap(enc)]
+			sh.lww[k] = enc
+			sh.stats.bytes += int64(cap(enc) - w.Size())
+		}
+	}
+	return n
+}
+
+func typeMismatch(have lattice.Type, want string) error {
+	return fmt.Errorf("%w: the key holds %s, not %s", ErrTypeMismatch, have, want)
+}

@@ -1,0 +1,459 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/trellisdb/trellis/lattice"
+	"github.com/trellisdb/trellis/ring"
+)
+
+// StoreConfig configures a Store. The zero value is valid: every field has a
+// default.
+type StoreConfig struct {
+	// NodeID identifies this node as a writer: it breaks LWW ties and names
+	// this node's entries in counters and sets. Default: random.
+	NodeID uint64
+	// Shards is the number of shards keys are spread over. Default 16.
+	Shards int
+	// VNodes is the number of points each shard has on the local ring.
+	// Default 64.
+	VNodes int
+	// MaxKey is the largest key accepted, in bytes. Default 64 KiB.
+	MaxKey int
+	// MaxValue is the largest value accepted, in bytes (an LWW value, a set
+	// member, a lattice's encoding). Default 8 MiB.
+	MaxValue int
+	// TombstoneGrace is how long a delete is remembered (so that older
+	// writes arriving late cannot resurrect the key). Default 10 minutes.
+	TombstoneGrace time.Duration
+	// CollectEvery is how often Run collects expired tombstones. Default 1
+	// minute.
+	CollectEvery time.Duration
+	// Now returns the current time; it drives the hybrid logical clock and
+	// tombstone expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults for StoreConfig.
+const (
+	DefaultShards         = 16
+	DefaultVNodes         = 64
+	DefaultMaxKey         = 64 << 10
+	DefaultMaxValue       = 8 << 20
+	DefaultTombstoneGrace = 10 * time.Minute
+	DefaultCollectEvery   = time.Minute
+)
+
+func (c StoreConfig) withDefaults() StoreConfig {
+	if c.NodeID == 0 {
+		c.NodeID = rand.Uint64() | 1
+	}
+	if c.Shards == 0 {
+		c.Shards = DefaultShards
+	}
+	if c.VNodes == 0 {
+		c.VNodes = DefaultVNodes
+	}
+	if c.MaxKey == 0 {
+		c.MaxKey = DefaultMaxKey
+	}
+	if c.MaxValue == 0 {
+		c.MaxValue = DefaultMaxValue
+	}
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = DefaultTombstoneGrace
+	}
+	if c.CollectEvery == 0 {
+		c.CollectEvery = DefaultCollectEvery
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c (after defaults) is usable.
+func (c StoreConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Shards < 1 || c.Shards > 4096:
+		return fmt.Errorf("kvs: shards must be in [1, 4096], got %d", c.Shards)
+	case c.VNodes < 1:
+		return fmt.Errorf("kvs: vnodes must be positive, got %d", c.VNodes)
+	case c.MaxKey < 1 || c.MaxValue < 1:
+		return errors.New("kvs: key and value limits must be positive")
+	case c.TombstoneGrace < 0 || c.CollectEvery < 0:
+		return errors.New("kvs: durations must not be negative")
+	}
+	return nil
+}
+
+// Store is a storage node's keys: lattices in shards, each shard guarded by
+// its own mutex and placed by a local consistent-hash ring. Every method is
+// safe for concurrent use; an operation on one key locks only that key's
+// shard, once.
+//
+// Byte slices passed in are not retained: the store copies what it keeps.
+// Byte slices returned alias nothing inside the store.
+type Store struct {
+	cfg    StoreConfig
+	ring   *ring.Ring
+	shards []*shard
+	clock  *lattice.Clock
+}
+
+// NewStore returns an empty store.
+func NewStore(cfg StoreConfig) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	r, err := ring.NewShards(cfg.Shards, cfg.VNodes)
+	if err != nil {
+		return nil, fmt.Errorf("kvs: local ring: %w", err)
+	}
+	s := &Store{cfg: cfg, ring: r, clock: lattice.NewClock(func() int64 { return cfg.Now().UnixMilli() })}
+	s.shards = make([]*shard, cfg.Shards)
+	for i := range s.shards {
+		s.shards[i] = newShard()
+	}
+	return s, nil
+}
+
+// Config returns the store's configuration with defaults filled in.
+func (s *Store) Config() StoreConfig { return s.cfg }
+
+// NodeID returns the writer id the store stamps its writes with.
+func (s *Store) NodeID() uint64 { return s.cfg.NodeID }
+
+// Clock returns the store's hybrid logical clock.
+func (s *Store) Clock() *lattice.Clock { return s.clock }
+
+// shardFor returns key's shard: its owner on the local ring, looked up with
+// ring.ShardHash so that shard placement is independent of node placement
+// (docs/placement.md).
+func (s *Store) shardFor(key []byte) *shard {
+	return s.shards[s.ring.Owner(ring.ShardHash(ring.KeyHash(key)))]
+}
+
+func (s *Store) stamp() lattice.Stamp {
+	return lattice.Stamp{TS: s.clock.Now(), Writer: s.cfg.NodeID}
+}
+
+func (s *Store) checkKey(key []byte) error {
+	if len(key) > s.cfg.MaxKey {
+		return fmt.Errorf("%w: key of %d bytes exceeds the limit of %d", ErrTooLarge, len(key), s.cfg.MaxKey)
+	}
+	return nil
+}
+
+func (s *Store) checkValue(key, value []byte) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	if len(value) > s.cfg.MaxValue {
+		return fmt.Errorf("%w: value of %d bytes exceeds the limit of %d", ErrTooLarge, len(value), s.cfg.MaxValue)
+	}
+	return nil
+}
+
+// Get appends the encoding of key's value (lattice.Encode form) to dst.
+// ErrNotFound if the key holds no value.
+func (s *Store) Get(key, dst []byte) ([]byte, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	dst, err := sh.getLocked(key, dst)
+	sh.unlock(t0)
+	return dst, err
+}
+
+// GetString appends key's value read as a Redis string: an LWW register's
+// bytes, or a counter's decimal value. ErrTypeMismatch for other lattices.
+func (s *Store) GetString(key, dst []byte) ([]byte, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	dst, err := sh.getStringLocked(key, dst)
+	sh.unlock(t0)
+	return dst, err
+}
+
+// Lookup returns a copy of key's value as a lattice. ErrNotFound if none.
+func (s *Store) Lookup(key []byte) (lattice.Lattice, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	v, err := sh.lookupLocked(key)
+	sh.unlock(t0)
+	return v, err
+}
+
+// Exists reports whether key holds a value.
+func (s *Store) Exists(key []byte) bool {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	ok := sh.existsLocked(key)
+	sh.unlock(t0)
+	return ok
+}
+
+// Type returns the lattice type of key's value; ok is false if it has none.
+func (s *Store) Type(key []byte) (t lattice.Type, ok bool) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	t, ok = sh.typeLocked(key)
+	sh.unlock(t0)
+	return t, ok
+}
+
+// Put merges v into key's value. ErrTypeMismatch (nothing changes) if the
+// key holds a lattice of another type.
+func (s *Store) Put(key []byte, v lattice.Lattice) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	if v.Size() > s.cfg.MaxValue {
+		return fmt.Errorf("%w: value of about %d bytes exceeds the limit of %d", ErrTooLarge, v.Size(), s.cfg.MaxValue)
+	}
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	err := sh.putLocked(key, v)
+	sh.unlock(t0)
+	return err
+}
+
+// PutEncoded merges the lattice encoded in enc into key's value. An LWW
+// register takes a path that neither decodes into objects nor allocates
+// unless the key is new or its value grows.
+func (s *Store) PutEncoded(key, enc []byte) error {
+	if err := s.checkValue(key, enc); err != nil {
+		return err
+	}
+	if len(enc) > 0 && lattice.Type(enc[0]) == lattice.TypeLWW {
+		ts, writer, value, err := lattice.ParseLWW(enc)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errBadValue, err)
+		}
+		sh := s.shardFor(key)
+		t0 := sh.lock()
+		err = sh.setLocked(key, ts, writer, value, nil)
+		sh.unlock(t0)
+		return err
+	}
+	v, err := lattice.Decode(enc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBadValue, err)
+	}
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	err = sh.putLocked(key, v)
+	sh.unlock(t0)
+	return err
+}
+
+// SetLWW writes value to key's LWW register, stamped with this node's clock.
+// ErrTypeMismatch if the key holds another lattice type.
+func (s *Store) SetLWW(key, value []byte) error {
+	if err := s.checkValue(key, value); err != nil {
+		return err
+	}
+	sh := s.shardFor(key)
+	ts := s.clock.Now()
+	t0 := sh.lock()
+	err := sh.setLocked(key, ts, s.cfg.NodeID, value, nil)
+	sh.unlock(t0)
+	return err
+}
+
+// Overwrite is Redis's SET: it writes value to key's LWW register, and if the
+// key holds another lattice type it replaces it (a new epoch, as a delete
+// followed by a write would).
+func (s *Store) Overwrite(key, value []byte) error {
+	if err := s.checkValue(key, value); err != nil {
+		return err
+	}
+	sh := s.shardFor(key)
+	st := s.stamp()
+	t0 := sh.lock()
+	err := sh.setLocked(key, st.TS, st.Writer, value, &st)
+	sh.unlock(t0)
+	return err
+}
+
+// Delete deletes key: it records a tombstone that merges like any value, so
+// the delete wins over writes that did not see it. It reports whether the
+// key held a value.
+func (s *Store) Delete(key []byte) (existed bool, err error) {
+	if err := s.checkKey(key); err != nil {
+		return false, err
+	}
+	sh := s.shardFor(key)
+	st := s.stamp()
+	t0 := sh.lock()
+	existed = sh.deleteLocked(key, st)
+	sh.unlock(t0)
+	return existed, nil
+}
+
+// SetAdd adds members to the observed-remove set at key (creating it) and
+// returns how many were not present. ErrTypeMismatch if the key holds
+// another type (a grow-only set accepts adds too).
+func (s *Store) SetAdd(key []byte, members [][]byte) (int, error) {
+	if err := s.checkMembers(key, members); err != nil {
+		return 0, err
+	}
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	n, err := sh.setAddLocked(key, members, s.cfg.NodeID)
+	sh.unlock(t0)
+	return n, err
+}
+
+// SetRemove removes members from the observed-remove set at key and returns
+// how many were present.
+func (s *Store) SetRemove(key []byte, members [][]byte) (int, error) {
+	if err := s.checkMembers(key, members); err != nil {
+		return 0, err
+	}
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	n, err := sh.setRemoveLocked(key, members)
+	sh.unlock(t0)
+	return n, err
+}
+
+func (s *Store) checkMembers(key []byte, members [][]byte) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	for _, m := range members {
+		if len(m) > s.cfg.MaxValue {
+			return fmt.Errorf("%w: member of %d bytes exceeds the limit of %d", ErrTooLarge, len(m), s.cfg.MaxValue)
+		}
+	}
+	return nil
+}
+
+// Members returns copies of the members of the set at key (observed-remove,
+// grow-only or ordered), in byte order. ErrNotFound if the key holds nothing.
+func (s *Store) Members(key []byte) ([][]byte, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	m, err := sh.membersLocked(key)
+	sh.unlock(t0)
+	return m, err
+}
+
+// IsMember reports whether member is in the set at key. A missing key is an
+// empty set.
+func (s *Store) IsMember(key, member []byte) (bool, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	ok, err := sh.isMemberLocked(key, member)
+	sh.unlock(t0)
+	return ok, err
+}
+
+// Card returns the number of members of the set at key (0 for a missing key).
+func (s *Store) Card(key []byte) (int, error) {
+	sh := s.shardFor(key)
+	t0 := sh.lock()
+	n, err := sh.cardLocked(key)
+	sh.unlock(t0)
+	return n, err
+}
+
+// CounterAdd adds delta to the PN-counter at key (creating it) and returns the
+// new value. ErrTypeMismatch if the key holds another type, ErrOverflow if
+// the value would leave int64 (nothing changes).
+func (s *Store) CounterAdd(key []byte, delta int64) (int64, error) {
+	return s.counterAdd(key, delta, false)
+}
+
+// IncrBy is Redis's INCRBY: like CounterAdd, but a key holding an LWW
+// register whose bytes are a decimal integer becomes a counter starting from
+// that integer (a new epoch, as Redis users expect after SET k 10; INCR k).
+// ErrNotInteger if the register holds anything else.
+func (s *Store) IncrBy(key []byte, delta int64) (int64, error) {
+	return s.counterAdd(key, delta, true)
+}
+
+func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error) {
+	if err := s.checkKey(key); err != nil {
+		return 0, err
+	}
+	sh := s.shardFor(key)
+	var st lattice.Stamp
+	if convert {
+		st = s.stamp()
+	}
+	t0 := sh.lock()
+	v, err := sh.counterAddLocked(key, delta, s.cfg.NodeID, convert, st)
+	sh.unlock(t0)
+	return v, err
+}
+
+// ShardStats describes one shard's contents and work.
+type ShardStats struct {
+	Keys       int           // keys holding a value
+	Tombstones int           // deleted keys still remembered
+	Reads      uint64        // read operations
+	Writes     uint64        // write operations (including deletes)
+	Bytes      int64         // approximate memory held by keys and values
+	Busy       time.Duration // time spent holding the shard (sampled, see shard.lock)
+}
+
+// Stats returns every shard's statistics, in shard order.
+func (s *Store) Stats() []ShardStats {
+	out := make([]ShardStats, len(s.shards))
+	for i, sh := range s.shards {
+		sh.mu.Lock()
+		out[i] = ShardStats{
+			Keys: sh.live, Tombstones: sh.tombstones,
+			Reads: sh.stats.reads, Writes: sh.stats.writes,
+			Bytes: sh.stats.bytes, Busy: time.Duration(sh.stats.busyNanos),
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Len returns the number of keys holding a value (tombstones not counted).
+func (s *Store) Len() int {
+	n := 0
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		n += sh.live
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Collect forgets tombstones and delete epochs older than the grace period
+// as of now, and returns how many keys it touched.
+func (s *Store) Collect(now time.Time) int {
+	horizon := lattice.MakeTimestamp(now.Add(-s.cfg.TombstoneGrace).UnixMilli(), 0)
+	n := 0
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		n += sh.collectLocked(horizon)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Run collects expired tombstones periodically until ctx is done.
+func (s *Store) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.CollectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.Collect(s.cfg.Now())
+		}
+	}
+}
