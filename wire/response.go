@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/trellisdb/trellis/pack"
 )
@@ -63,7 +64,11 @@ func describe(err error) (Code, string, uint64) {
 	if errors.As(err, &we) {
 		return we.Code, we.Msg, we.Epoch
 	}
-	return CodeOf(err), err.Error(), 0
+	code := CodeOf(err)
+	// The receiving side shows the code's name before the message (see
+	// Error.Error), so a message that starts with it would repeat it.
+	msg := strings.TrimPrefix(err.Error(), code.String()+": ")
+	return code, msg, 0
 }
 
 // Batch results are arrays of items. An item is [code, result] on success

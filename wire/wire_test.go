@@ -109,6 +109,7 @@ func TestResponses(t *testing.T) {
 	b = wire.AppendError(b, 4, fmt.Errorf("lookup: %w", wire.ErrNotFound))
 	b = wire.AppendError(b, 5, &wire.Error{Code: wire.CodeWrongOwner, Msg: "moved", Epoch: 17})
 	b = wire.AppendError(b, 6, errors.New("boom"))
+	b = wire.AppendError(b, 8, fmt.Errorf("%w: the key holds lww", wire.ErrTypeMismatch))
 	items, start := wire.BeginResult(b, 7)
 	items = pack.AppendArrayHeader(items, 4)
 	items = wire.AppendItemBytes(items, []byte("v"))
@@ -126,7 +127,9 @@ func TestResponses(t *testing.T) {
 		rs = append(rs, r)
 		b = b[n:]
 	}
-	require.Len(t, rs, 7)
+	require.Len(t, rs, 8)
+	require.Equal(t, "lattice type mismatch: the key holds lww", rs[6].Err().Error(), "the code's name once")
+	rs = append(rs[:6], rs[7])
 	v, err := rs[0].Bytes()
 	require.NoError(t, err)
 	require.Nil(t, v)
@@ -137,6 +140,7 @@ func TestResponses(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, -42, n)
 	require.ErrorIs(t, rs[3].Err(), wire.ErrNotFound)
+	require.Equal(t, "not found: lookup: not found", rs[3].Err().Error())
 	_, err = rs[3].Bytes()
 	require.ErrorIs(t, err, wire.ErrNotFound)
 	require.ErrorIs(t, rs[4].Err(), wire.ErrWrongOwner)
