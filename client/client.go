@@ -1,0 +1,254 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellisdb/trellis/pack"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// ProtocolVersion is the native protocol version this client speaks.
+const ProtocolVersion = 1
+
+// Options configure a Client. The zero value is valid.
+type Options struct {
+	// Conns is the number of connections in the pool. Default 2.
+	Conns int
+	// Name identifies the client to the server (HELLO). Default "trellis-go".
+	Name string
+	// MaxFrame bounds a response frame's body. Default 16 MiB.
+	MaxFrame int
+	// WriteTimeout bounds one write to a connection when the call's context
+	// has no earlier deadline. Default 10 s.
+	WriteTimeout time.Duration
+	// Dial opens a connection. Default: a net.Dialer's DialContext. Tests
+	// pass an in-memory network here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Conns <= 0 {
+		o.Conns = 2
+	}
+	if o.Name == "" {
+		o.Name = "trellis-go"
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = wire.DefaultMaxFrame
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.Dial == nil {
+		var d net.Dialer
+		o.Dial = d.DialContext
+	}
+	return o
+}
+
+// ServerInfo is what a server says about itself when a connection opens.
+type ServerInfo struct {
+	Version  string // server version
+	NodeID   uint64
+	MaxFrame int
+	MaxKey   int
+	MaxValue int
+}
+
+// Client is a connection pool to one Trellis node. It is safe for concurrent
+// use. Close it to release its connections.
+type Client struct {
+	addr string
+	opts Options
+	info ServerInfo
+
+	mu     sync.Mutex // guards conns replacement and closed
+	conns  []*conn
+	closed bool
+	next   atomic.Uint64
+}
+
+// Dial connects to the node at addr and checks that it speaks this client's
+// protocol version.
+func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
+	opts = opts.withDefaults()
+	c := &Client{addr: addr, opts: opts, conns: make([]*conn, opts.Conns)}
+	for i := range c.conns {
+		cn, info, err := c.connect(ctx)
+		if err != nil {
+			for _, done := range c.conns[:i] {
+				done.close()
+			}
+			return nil, err
+		}
+		c.conns[i], c.info = cn, info
+	}
+	return c, nil
+}
+
+// Info returns what the server reported when the client connected.
+func (c *Client) Info() ServerInfo { return c.info }
+
+// connect opens one connection and runs the HELLO handshake on it.
+func (c *Client) connect(ctx context.Context) (*conn, ServerInfo, error) {
+	nc, err := c.opts.Dial(ctx, "tcp", c.addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ServerInfo{}, fmt.Errorf("trellis: dial %s: %w", c.addr, ctxErr(ctx))
+		}
+		return nil, ServerInfo{}, fmt.Errorf("trellis: dial %s: %w: %w", c.addr, ErrUnavailable, err)
+	}
+	cn := newConn(nc, wire.Limits{MaxFrame: c.opts.MaxFrame}, c.opts.WriteTimeout)
+	req := wire.Request{Op: wire.OpHello, Int: ProtocolVersion, Value: []byte(c.opts.Name)}
+	cl, err := c.roundTrip(ctx, cn, &req)
+	if err != nil {
+		cn.close()
+		return nil, ServerInfo{}, fmt.Errorf("trellis: hello to %s: %w", c.addr, err)
+	}
+	defer putCall(cl)
+	if err := cl.resp.Err(); err != nil {
+		cn.close()
+		return nil, ServerInfo{}, fmt.Errorf("trellis: hello to %s: %w", c.addr, err)
+	}
+	info, err := decodeHello(cl.resp.Result)
+	if err != nil {
+		cn.close()
+		return nil, ServerInfo{}, fmt.Errorf("trellis: hello to %s: %w", c.addr, err)
+	}
+	return cn, info, nil
+}
+
+func decodeHello(b []byte) (ServerInfo, error) {
+	var info ServerInfo
+	rd := pack.NewReader(b)
+	n, err := rd.MapLen()
+	if err != nil {
+		return info, err
+	}
+	for range n {
+		k, err := rd.String()
+		if err != nil {
+			return info, err
+		}
+		switch k {
+		case "version":
+			info.Version, err = rd.String()
+		case "node":
+			info.NodeID, err = rd.Uint()
+		case "max_frame", "max_key", "max_value":
+			var v uint64
+			v, err = rd.Uint()
+			switch k {
+			case "max_frame":
+				info.MaxFrame = int(v)
+			case "max_key":
+				info.MaxKey = int(v)
+			default:
+				info.MaxValue = int(v)
+			}
+		default:
+			err = rd.Skip()
+		}
+		if err != nil {
+			return info, err
+		}
+	}
+	return info, nil
+}
+
+// Close closes every connection. Calls in flight fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	conns := c.conns
+	c.mu.Unlock()
+	for _, cn := range conns {
+		cn.close()
+	}
+	return nil
+}
+
+// pick returns a usable connection, replacing a broken one.
+func (c *Client) pick(ctx context.Context) (*conn, error) {
+	i := int(c.next.Add(1) % uint64(len(c.conns)))
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	cn := c.conns[i]
+	c.mu.Unlock()
+	if !cn.broken() {
+		return cn, nil
+	}
+	fresh, _, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		fresh.close()
+		return nil, ErrClosed
+	}
+	if c.conns[i] == cn {
+		c.conns[i] = fresh
+		go cn.close() // already failed; just wait for its reader
+		return fresh, nil
+	}
+	fresh.close() // another caller replaced it first
+	return c.conns[i], nil
+}
+
+// roundTrip sends one request on cn and waits for its response. The caller
+// must putCall the result.
+func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*call, error) {
+	cl := getCall()
+	calls := [1]*call{cl}
+	err := cn.send(ctx, calls[:], func(b []byte, id uint64) []byte {
+		req.ID = id
+		return req.AppendFrame(b)
+	})
+	if err != nil {
+		putCall(cl)
+		return nil, err
+	}
+	abandoned, err := cn.wait(ctx, cl)
+	if err != nil {
+		if !abandoned {
+			putCall(cl) // completed with a transport error
+		}
+		return nil, err
+	}
+	return cl, nil
+}
+
+// do sends req on a pooled connection and returns its response, or the
+// server's error.
+func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr(ctx)
+	}
+	cn, err := c.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := c.roundTrip(ctx, cn, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.resp.Err(); err != nil {
+		putCall(cl)
+		return nil, err
+	}
+	return cl, nil
+}
