@@ -22,8 +22,17 @@ type nativeHandler struct {
 
 // nativeConn is a native connection's state, owned by its event loop.
 type nativeConn struct {
-	req  wire.Request
 	need int // bytes needed before the next frame is complete (0: unknown)
+}
+
+// nativeBatch holds the requests of one read, decoded before any runs so
+// their keys can be prefetched together. Batches are pooled per server (not
+// kept per connection) because they are large and only live for one read.
+type nativeBatch struct {
+	reqs [maxBatch]wire.Request
+	errs [maxBatch]error // decode error of reqs[i], answered in its turn
+	used int             // reqs[:used] may hold references to clear
+	keys [][]byte
 }
 
 func (h *nativeHandler) setEngine(e *engine) { h.eng = e }
@@ -55,26 +64,51 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	lim := wire.Limits{MaxFrame: h.srv.cfg.MaxFrame}
 	outp := h.srv.getOut()
 	out := *outp
-	off, action := 0, gnet.None
+	b := h.srv.getBatch()
+	off, action, n := 0, gnet.None, 0
 	st.need = 0
-	n := 0
-	for off < len(buf) {
-		body, size, err := wire.SplitFrame(buf[off:], lim)
-		if errors.Is(err, wire.ErrIncomplete) {
-			st.need = size
-			break
+	for off < len(buf) && action == gnet.None {
+		// Decode a batch of complete frames, prefetch their keys, run them
+		// in order. A bad frame length ends the stream after the batch.
+		count := 0
+		var ferr error
+		b.keys = b.keys[:0]
+		for off < len(buf) && count < maxBatch {
+			body, size, err := wire.SplitFrame(buf[off:], lim)
+			if errors.Is(err, wire.ErrIncomplete) {
+				st.need = size
+				break
+			}
+			if err != nil {
+				ferr = err // the stream cannot be resynchronised after a bad length
+				break
+			}
+			off += size
+			r := &b.reqs[count]
+			b.used = max(b.used, count+1)
+			b.errs[count] = r.Decode(body, wire.Limits{})
+			if b.errs[count] == nil && r.Key != nil {
+				b.keys = append(b.keys, r.Key)
+			}
+			count++
 		}
-		if err != nil {
-			// The stream cannot be resynchronised after a bad length.
-			out = wire.AppendError(out, 0, err)
+		if len(b.keys) > 1 {
+			h.srv.store.Prefetch(b.keys)
+		}
+		for i := range count {
+			out = h.handle(&b.reqs[i], b.errs[i], out)
+		}
+		n += count
+		if ferr != nil {
+			out = wire.AppendError(out, 0, ferr)
 			action = gnet.Close
 			off = len(buf)
+		}
+		if count < maxBatch {
 			break
 		}
-		off += size
-		n++
-		out = h.handle(&st.req, body, out)
 	}
+	h.srv.putBatch(b)
 	h.srv.commands.Add(uint64(n))
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
@@ -84,16 +118,14 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	*outp = out
 	h.srv.putOut(outp)
-	if cap(st.req.Keys) > 4096 || cap(st.req.Members) > 4096 {
-		st.req = wire.Request{} // don't pin a huge batch's slices
-	}
 	return action
 }
 
-// handle decodes and executes one request, appending its response to out.
-func (h *nativeHandler) handle(req *wire.Request, body []byte, out []byte) []byte {
-	if err := req.Decode(body, wire.Limits{}); err != nil {
-		return wire.AppendError(out, req.ID, err)
+// handle executes one decoded request (or answers its decode error),
+// appending its response to out.
+func (h *nativeHandler) handle(req *wire.Request, decodeErr error, out []byte) []byte {
+	if decodeErr != nil {
+		return wire.AppendError(out, req.ID, decodeErr)
 	}
 	s := h.srv.store
 	id := req.ID

@@ -20,13 +20,19 @@ type respHandler struct {
 // respConn is a RESP connection's state, owned by its event loop.
 type respConn struct {
 	parser resp.Parser
-	args   [][]byte
+	args   [][]byte // arguments of the batch being run, all commands end to end
+	ends   []int    // ends[i]: end in args of the batch's command i
+	keys   [][]byte // the batch's first key arguments, for Store.Prefetch
 	name   []byte
 	id     uint64
 }
 
 // maxPooledArgs bounds the argument slice a connection keeps between reads.
 const maxPooledArgs = 1024
+
+// maxBatch is how many commands are parsed, prefetched and then run
+// together.
+const maxBatch = 64
 
 func (h *respHandler) setEngine(e *engine) { h.eng = e }
 
@@ -60,29 +66,54 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	outp := h.srv.getOut()
 	out := *outp
 	off, action, n := 0, gnet.None, 0
-	for off < len(buf) {
-		args, size, err := st.parser.ParseCommand(buf[off:], st.args[:0])
-		if errors.Is(err, resp.ErrIncomplete) {
-			break // Need() now counts from this command's first byte, which stays buffered
+	for off < len(buf) && action == gnet.None {
+		// Parse a batch of complete commands, prefetch their keys, run them
+		// in order. A protocol error ends the batch: the commands before it
+		// run and are answered, then the error, then the connection closes.
+		st.args, st.ends, st.keys = st.args[:0], st.ends[:0], st.keys[:0]
+		var perr error
+		for off < len(buf) && len(st.ends) < maxBatch {
+			start := len(st.args)
+			args, size, err := st.parser.ParseCommand(buf[off:], st.args)
+			if err != nil {
+				if !errors.Is(err, resp.ErrIncomplete) {
+					perr = err
+				}
+				break // incomplete: Need() counts from this command's first byte, which stays buffered
+			}
+			off += size
+			st.args = args
+			st.ends = append(st.ends, len(args))
+			if len(args)-start >= 2 {
+				st.keys = append(st.keys, args[start+1])
+			}
 		}
-		if err != nil {
-			out = resp.AppendError(out, "ERR "+err.Error())
+		if len(st.keys) > 1 {
+			h.srv.store.Prefetch(st.keys)
+		}
+		start := 0
+		for _, end := range st.ends {
+			cmd := st.args[start:end]
+			start = end
+			if len(cmd) == 0 {
+				continue
+			}
+			n++
+			var quit bool
+			out, quit = h.exec(st, cmd, out)
+			if quit {
+				action = gnet.Close
+				off = len(buf)
+				break
+			}
+		}
+		if perr != nil && action == gnet.None {
+			out = resp.AppendError(out, "ERR "+perr.Error())
 			action = gnet.Close
 			off = len(buf)
-			break
 		}
-		off += size
-		st.args = args
-		if len(args) == 0 {
-			continue
-		}
-		n++
-		var quit bool
-		out, quit = h.exec(st, args, out)
-		if quit {
-			action = gnet.Close
-			off = len(buf)
-			break
+		if perr == nil && len(st.ends) < maxBatch {
+			break // the rest of buf, if any, is an incomplete command
 		}
 	}
 	h.srv.commands.Add(uint64(n))
@@ -95,9 +126,10 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	*outp = out
 	h.srv.putOut(outp)
 	if cap(st.args) > maxPooledArgs {
-		st.args = nil
+		st.args, st.keys = nil, nil
 	}
 	clear(st.args[:cap(st.args)]) // drop references into the read buffer
+	clear(st.keys[:cap(st.keys)])
 	return action
 }
 

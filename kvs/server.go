@@ -120,7 +120,8 @@ type Server struct {
 	rejected  atomic.Uint64
 	commands  atomic.Uint64
 
-	outPool sync.Pool // *[]byte reply buffers, shared by all loops
+	outPool   sync.Pool // *[]byte reply buffers, shared by all loops
+	batchPool sync.Pool // *nativeBatch, shared by all loops
 }
 
 // NewServer returns a server for store. It listens when Run is called.
@@ -312,6 +313,33 @@ func (s *Server) putOut(p *[]byte) {
 	}
 	*p = (*p)[:0]
 	s.outPool.Put(p)
+}
+
+func (s *Server) getBatch() *nativeBatch {
+	if b, ok := s.batchPool.Get().(*nativeBatch); ok {
+		return b
+	}
+	return &nativeBatch{}
+}
+
+// putBatch returns b to the pool, dropping references into the read buffer
+// and slices a huge request grew.
+func (s *Server) putBatch(b *nativeBatch) {
+	for i := range b.used {
+		r := &b.reqs[i]
+		if cap(r.Keys) > 4096 || cap(r.Values) > 4096 || cap(r.Members) > 4096 {
+			*r = wire.Request{}
+			continue
+		}
+		clear(r.Keys[:cap(r.Keys)])
+		clear(r.Values[:cap(r.Values)])
+		clear(r.Members[:cap(r.Members)])
+		r.Key, r.Value = nil, nil
+	}
+	clear(b.errs[:b.used])
+	clear(b.keys[:cap(b.keys)])
+	b.used = 0
+	s.batchPool.Put(b)
 }
 
 // gnetLogger sends gnet's logs to slog, one level down (gnet is chatty at

@@ -8,21 +8,24 @@ import (
 	"time"
 
 	"github.com/trellisdb/trellis/lattice"
+	"github.com/trellisdb/trellis/ring"
 )
 
 // shard holds one share of a node's keys. Every field is guarded by mu.
 //
-// A key lives in at most one of two maps:
+// A key lives in at most one of two places:
 //   - lww: keys whose cell has no delete epoch and holds an LWW register,
-//     stored as the register's canonical encoding (lattice.AppendLWW). The
-//     slice's length is its capacity; the encoding's own length prefix says
-//     where it ends, so a write that fits is done in place, without touching
-//     the map. This is the Redis-string fast path: one allocation per key,
+//     in a table whose record holds the key and the register's canonical
+//     encoding (lattice.AppendLWW) in one allocation. The encoding's own
+//     length prefix says where it ends, so a write that fits is done in
+//     place. This is the Redis-string fast path: one allocation per key,
 //     and a GET reply is a copy.
 //   - cells: every other key, decoded, including tombstones (Value == nil).
+//
+// Methods take the key's tag (tagOf of its ring.KeyHash) with the key.
 type shard struct {
 	mu    sync.Mutex
-	lww   map[string][]byte
+	lww   table
 	cells map[string]*lattice.Cell
 
 	live       int // keys holding a value
@@ -65,23 +68,54 @@ func (sh *shard) unlock(t0 int64) {
 	sh.mu.Unlock()
 }
 
-// entryOverhead approximates what a map entry costs beyond its key and value
-// bytes (map slot, string and slice headers).
-const entryOverhead = 48
+// entryOverhead approximates what a cell costs beyond its key and value
+// bytes (map slot, string header, Cell). slotOverhead is a table slot at its
+// typical load.
+const (
+	entryOverhead = 64
+	slotOverhead  = 20
+)
 
 func newShard() *shard {
-	return &shard{lww: make(map[string][]byte), cells: make(map[string]*lattice.Cell)}
+	return &shard{cells: make(map[string]*lattice.Cell)}
 }
 
-// lwwLen returns the length of the LWW encoding at the start of buf.
-func lwwLen(buf []byte) int {
-	return lattice.LWWEncodedLen(buf)
+// lwwAt returns the LWW encoding of the record in table slot i.
+func (sh *shard) lwwAt(i int) []byte {
+	v := recValue(sh.lww.rec(i))
+	return v[:lattice.LWWEncodedLen(v)]
 }
 
-func (sh *shard) getLocked(key, dst []byte) ([]byte, error) {
+// parseLWWAt parses the register in table slot i.
+func (sh *shard) parseLWWAt(i int) (lattice.Timestamp, uint64, []byte, error) {
+	ts, w, v, err := lattice.ParseLWW(sh.lwwAt(i))
+	if err != nil {
+		err = fmt.Errorf("kvs: stored register is corrupt: %w", err)
+	}
+	return ts, w, v, err
+}
+
+// removeLWWLocked removes the register in table slot i.
+func (sh *shard) removeLWWLocked(i int) {
+	sh.stats.bytes -= int64(recSize(sh.lww.rec(i)) + slotOverhead)
+	sh.lww.remove(i)
+	sh.live--
+}
+
+// insertLWWLocked adds key's register (ts, writer, value) to the table; the
+// key must be in neither the table nor cells.
+func (sh *shard) insertLWWLocked(tag uint32, key []byte, ts lattice.Timestamp, writer uint64, value []byte) {
+	rec, buf := newRecord(key, lattice.LWWSize(len(value)))
+	lattice.AppendLWW(buf[:0], ts, writer, value)
+	sh.lww.insert(tag, rec)
+	sh.live++
+	sh.stats.bytes += int64(recSize(rec) + slotOverhead)
+}
+
+func (sh *shard) getLocked(tag uint32, key, dst []byte) ([]byte, error) {
 	sh.stats.reads++
-	if enc, ok := sh.lww[string(key)]; ok {
-		return append(dst, enc[:lwwLen(enc)]...), nil
+	if i := sh.lww.find(tag, key); i >= 0 {
+		return append(dst, sh.lwwAt(i)...), nil
 	}
 	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
 		return c.Value.AppendBinary(dst)
@@ -89,12 +123,12 @@ func (sh *shard) getLocked(key, dst []byte) ([]byte, error) {
 	return dst, ErrNotFound
 }
 
-func (sh *shard) getStringLocked(key, dst []byte) ([]byte, error) {
+func (sh *shard) getStringLocked(tag uint32, key, dst []byte) ([]byte, error) {
 	sh.stats.reads++
-	if enc, ok := sh.lww[string(key)]; ok {
-		_, _, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+	if i := sh.lww.find(tag, key); i >= 0 {
+		_, _, v, err := sh.parseLWWAt(i)
 		if err != nil {
-			return dst, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+			return dst, err
 		}
 		return append(dst, v...), nil
 	}
@@ -111,12 +145,12 @@ func (sh *shard) getStringLocked(key, dst []byte) ([]byte, error) {
 	return dst, typeMismatch(c.Value.Type(), "a string")
 }
 
-func (sh *shard) lookupLocked(key []byte) (lattice.Lattice, error) {
+func (sh *shard) lookupLocked(tag uint32, key []byte) (lattice.Lattice, error) {
 	sh.stats.reads++
-	if enc, ok := sh.lww[string(key)]; ok {
-		ts, w, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+	if i := sh.lww.find(tag, key); i >= 0 {
+		ts, w, v, err := sh.parseLWWAt(i)
 		if err != nil {
-			return nil, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+			return nil, err
 		}
 		return &lattice.LWW{TS: ts, Writer: w, Value: bytes.Clone(v)}, nil
 	}
@@ -126,18 +160,18 @@ func (sh *shard) lookupLocked(key []byte) (lattice.Lattice, error) {
 	return nil, ErrNotFound
 }
 
-func (sh *shard) existsLocked(key []byte) bool {
+func (sh *shard) existsLocked(tag uint32, key []byte) bool {
 	sh.stats.reads++
-	if _, ok := sh.lww[string(key)]; ok {
+	if sh.lww.find(tag, key) >= 0 {
 		return true
 	}
 	c, ok := sh.cells[string(key)]
 	return ok && c.Value != nil
 }
 
-func (sh *shard) typeLocked(key []byte) (lattice.Type, bool) {
+func (sh *shard) typeLocked(tag uint32, key []byte) (lattice.Type, bool) {
 	sh.stats.reads++
-	if _, ok := sh.lww[string(key)]; ok {
+	if sh.lww.find(tag, key) >= 0 {
 		return lattice.TypeLWW, true
 	}
 	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
@@ -150,25 +184,26 @@ func (sh *shard) typeLocked(key []byte) (lattice.Type, bool) {
 // non-nil and the key holds another type, the key is given the new epoch
 // *reset and the register replaces the old value; otherwise another type is
 // ErrTypeMismatch.
-func (sh *shard) setLocked(key []byte, ts lattice.Timestamp, writer uint64, value []byte, reset *lattice.Stamp) error {
+func (sh *shard) setLocked(tag uint32, key []byte, ts lattice.Timestamp, writer uint64, value []byte, reset *lattice.Stamp) error {
 	sh.stats.writes++
-	if enc, ok := sh.lww[string(key)]; ok {
-		ts0, w0, v0, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+	if i := sh.lww.find(tag, key); i >= 0 {
+		ts0, w0, v0, err := sh.parseLWWAt(i)
 		if err != nil {
-			return fmt.Errorf("kvs: stored register is corrupt: %w", err)
+			return err
 		}
 		if !lwwLess(ts0, w0, v0, ts, writer, value) {
 			return nil // the stored write wins (or is the same write)
 		}
+		room := recValue(sh.lww.rec(i))
 		need := lattice.LWWSize(len(value))
-		if need <= cap(enc) && need > cap(enc)/2 {
-			lattice.AppendLWW(enc[:0], ts, writer, value)
+		if need <= len(room) && need > len(room)/2 {
+			lattice.AppendLWW(room[:0], ts, writer, value)
 			return nil
 		}
-		fresh := lattice.AppendLWW(make([]byte, 0, need), ts, writer, value)
-		fresh = fresh[:cap(fresh)]
-		sh.stats.bytes += int64(cap(fresh) - cap(enc))
-		sh.lww[string(key)] = fresh
+		rec, buf := newRecord(key, need)
+		lattice.AppendLWW(buf[:0], ts, writer, value)
+		sh.stats.bytes += int64(recSize(rec) - recSize(sh.lww.rec(i)))
+		sh.lww.setRec(i, rec)
 		return nil
 	}
 	if c, ok := sh.cells[string(key)]; ok {
@@ -194,11 +229,7 @@ func (sh *shard) setLocked(key []byte, ts lattice.Timestamp, writer uint64, valu
 		}
 		return nil
 	}
-	enc := lattice.AppendLWW(make([]byte, 0, lattice.LWWSize(len(value))), ts, writer, value)
-	enc = enc[:cap(enc)]
-	sh.lww[string(key)] = enc
-	sh.live++
-	sh.stats.bytes += int64(len(key) + cap(enc) + entryOverhead)
+	sh.insertLWWLocked(tag, key, ts, writer, value)
 	return nil
 }
 
@@ -214,12 +245,12 @@ func lwwLess(tsA lattice.Timestamp, wA uint64, vA []byte, tsB lattice.Timestamp,
 	return bytes.Compare(vA, vB) < 0
 }
 
-func (sh *shard) putLocked(key []byte, v lattice.Lattice) error {
+func (sh *shard) putLocked(tag uint32, key []byte, v lattice.Lattice) error {
 	if w, ok := v.(*lattice.LWW); ok {
-		return sh.setLocked(key, w.TS, w.Writer, w.Value, nil)
+		return sh.setLocked(tag, key, w.TS, w.Writer, w.Value, nil)
 	}
 	sh.stats.writes++
-	if _, ok := sh.lww[string(key)]; ok {
+	if sh.lww.find(tag, key) >= 0 {
 		return typeMismatch(lattice.TypeLWW, v.Type().String())
 	}
 	if c, ok := sh.cells[string(key)]; ok {
@@ -255,12 +286,10 @@ func (sh *shard) insertCellLocked(key []byte, c *lattice.Cell) {
 	sh.stats.bytes += int64(len(key) + c.Value.Size() + entryOverhead)
 }
 
-func (sh *shard) deleteLocked(key []byte, st lattice.Stamp) bool {
+func (sh *shard) deleteLocked(tag uint32, key []byte, st lattice.Stamp) bool {
 	sh.stats.writes++
-	if enc, ok := sh.lww[string(key)]; ok {
-		delete(sh.lww, string(key))
-		sh.live--
-		sh.stats.bytes -= int64(len(key) + cap(enc) + entryOverhead)
+	if i := sh.lww.find(tag, key); i >= 0 {
+		sh.removeLWWLocked(i)
 		sh.insertCellLocked(key, &lattice.Cell{Epoch: st})
 		return true
 	}
@@ -284,8 +313,8 @@ func (sh *shard) deleteLocked(key []byte, st lattice.Stamp) bool {
 // mutableCellLocked returns key's cell for a structured (non-LWW) update,
 // creating it with fresh() if the key is absent and filling a tombstone with
 // fresh(). It fails with ErrTypeMismatch if the key holds a register.
-func (sh *shard) mutableCellLocked(key []byte, want string, fresh func() lattice.Lattice) (*lattice.Cell, error) {
-	if _, ok := sh.lww[string(key)]; ok {
+func (sh *shard) mutableCellLocked(tag uint32, key []byte, want string, fresh func() lattice.Lattice) (*lattice.Cell, error) {
+	if sh.lww.find(tag, key) >= 0 {
 		return nil, typeMismatch(lattice.TypeLWW, want)
 	}
 	c, ok := sh.cells[string(key)]
@@ -305,9 +334,9 @@ func (sh *shard) mutableCellLocked(key []byte, want string, fresh func() lattice
 
 func newORSet() lattice.Lattice { return lattice.NewORSet() }
 
-func (sh *shard) setAddLocked(key []byte, members [][]byte, actor uint64) (int, error) {
+func (sh *shard) setAddLocked(tag uint32, key []byte, members [][]byte, actor uint64) (int, error) {
 	sh.stats.writes++
-	c, err := sh.mutableCellLocked(key, "a set", newORSet)
+	c, err := sh.mutableCellLocked(tag, key, "a set", newORSet)
 	if err != nil {
 		return 0, err
 	}
@@ -325,9 +354,9 @@ func (sh *shard) setAddLocked(key []byte, members [][]byte, actor uint64) (int, 
 	return n, nil
 }
 
-func (sh *shard) setRemoveLocked(key []byte, members [][]byte) (int, error) {
+func (sh *shard) setRemoveLocked(tag uint32, key []byte, members [][]byte) (int, error) {
 	sh.stats.writes++
-	if _, ok := sh.lww[string(key)]; ok {
+	if sh.lww.find(tag, key) >= 0 {
 		return 0, typeMismatch(lattice.TypeLWW, "a set")
 	}
 	c, ok := sh.cells[string(key)]
@@ -345,9 +374,9 @@ func (sh *shard) setRemoveLocked(key []byte, members [][]byte) (int, error) {
 }
 
 // setView returns the set-like lattice at key, nil if the key is absent.
-func (sh *shard) setViewLocked(key []byte) (setView, error) {
+func (sh *shard) setViewLocked(tag uint32, key []byte) (setView, error) {
 	sh.stats.reads++
-	if _, ok := sh.lww[string(key)]; ok {
+	if sh.lww.find(tag, key) >= 0 {
 		return nil, typeMismatch(lattice.TypeLWW, "a set")
 	}
 	c, ok := sh.cells[string(key)]
@@ -368,8 +397,8 @@ type setView interface {
 	Elements() [][]byte
 }
 
-func (sh *shard) membersLocked(key []byte) ([][]byte, error) {
-	v, err := sh.setViewLocked(key)
+func (sh *shard) membersLocked(tag uint32, key []byte) ([][]byte, error) {
+	v, err := sh.setViewLocked(tag, key)
 	if v == nil || err != nil {
 		return nil, err
 	}
@@ -381,16 +410,16 @@ func (sh *shard) membersLocked(key []byte) ([][]byte, error) {
 	return out, nil
 }
 
-func (sh *shard) isMemberLocked(key, member []byte) (bool, error) {
-	v, err := sh.setViewLocked(key)
+func (sh *shard) isMemberLocked(tag uint32, key, member []byte) (bool, error) {
+	v, err := sh.setViewLocked(tag, key)
 	if v == nil || err != nil {
 		return false, err
 	}
 	return v.Contains(member), nil
 }
 
-func (sh *shard) cardLocked(key []byte) (int, error) {
-	v, err := sh.setViewLocked(key)
+func (sh *shard) cardLocked(tag uint32, key []byte) (int, error) {
+	v, err := sh.setViewLocked(tag, key)
 	if v == nil || err != nil {
 		return 0, err
 	}
@@ -399,23 +428,21 @@ func (sh *shard) cardLocked(key []byte) (int, error) {
 
 func newCounter() lattice.Lattice { return lattice.NewCounter() }
 
-func (sh *shard) counterAddLocked(key []byte, delta int64, actor uint64, convert bool, reset lattice.Stamp) (int64, error) {
+func (sh *shard) counterAddLocked(tag uint32, key []byte, delta int64, actor uint64, convert bool, reset lattice.Stamp) (int64, error) {
 	sh.stats.writes++
-	if enc, ok := sh.lww[string(key)]; ok {
+	if i := sh.lww.find(tag, key); i >= 0 {
 		if !convert {
 			return 0, typeMismatch(lattice.TypeLWW, "a counter")
 		}
-		_, _, v, err := lattice.ParseLWW(enc[:lwwLen(enc)])
+		_, _, v, err := sh.parseLWWAt(i)
 		if err != nil {
-			return 0, fmt.Errorf("kvs: stored register is corrupt: %w", err)
+			return 0, err
 		}
 		c, n, err := counterFrom(v, delta, actor, reset)
 		if err != nil {
 			return 0, err
 		}
-		delete(sh.lww, string(key))
-		sh.live--
-		sh.stats.bytes -= int64(len(key) + cap(enc) + entryOverhead)
+		sh.removeLWWLocked(i)
 		sh.insertCellLocked(key, c)
 		return n, nil
 	}
@@ -430,7 +457,7 @@ func (sh *shard) counterAddLocked(key []byte, delta int64, actor uint64, convert
 			return n, nil
 		}
 	}
-	c, err := sh.mutableCellLocked(key, "a counter", newCounter)
+	c, err := sh.mutableCellLocked(tag, key, "a counter", newCounter)
 	if err != nil {
 		return 0, err
 	}
@@ -499,10 +526,10 @@ func (sh *shard) collectLocked(horizon lattice.Timestamp) int {
 		c.Epoch = lattice.Stamp{}
 		if w, ok := c.Value.(*lattice.LWW); ok {
 			delete(sh.cells, k)
-			enc := lattice.AppendLWW(make([]byte, 0, lattice.LWWSize(len(w.Value))), w.TS, w.Writer, w.Value)
-			enc = enc[:cap(enc)]
-			sh.lww[k] = enc
-			sh.stats.bytes += int64(cap(enc) - w.Size())
+			sh.stats.bytes -= int64(len(k) + w.Size() + entryOverhead)
+			sh.live--
+			key := []byte(k)
+			sh.insertLWWLocked(tagOf(ring.KeyHash(key)), key, w.TS, w.Writer, w.Value)
 		}
 	}
 	return n

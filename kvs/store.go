@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
 	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/ring"
@@ -133,11 +134,12 @@ func (s *Store) NodeID() uint64 { return s.cfg.NodeID }
 // Clock returns the store's hybrid logical clock.
 func (s *Store) Clock() *lattice.Clock { return s.clock }
 
-// shardFor returns key's shard: its owner on the local ring, looked up with
-// ring.ShardHash so that shard placement is independent of node placement
-// (docs/placement.md).
-func (s *Store) shardFor(key []byte) *shard {
-	return s.shards[s.ring.Owner(ring.ShardHash(ring.KeyHash(key)))]
+// shardFor returns key's shard, its owner on the local ring (looked up with
+// ring.ShardHash so that shard placement is independent of node placement,
+// docs/placement.md), and key's tag in the shard's table.
+func (s *Store) shardFor(key []byte) (*shard, uint32) {
+	h := ring.KeyHash(key)
+	return s.shards[s.ring.Owner(ring.ShardHash(h))], tagOf(h)
 }
 
 func (s *Store) stamp() lattice.Stamp {
@@ -161,12 +163,51 @@ func (s *Store) checkValue(key, value []byte) error {
 	return nil
 }
 
+// prefetchChunk is how many keys Prefetch handles per pass.
+const prefetchChunk = 32
+
+// Prefetch brings into the cache what operations on keys are about to
+// touch: each key's table slot and the record there. Called on a pipelined
+// batch before executing it, it makes the batch's cache misses overlap
+// instead of following one another (docs/decisions.md). It takes no lock,
+// changes nothing, and may run concurrently with any other method.
+func (s *Store) Prefetch(keys [][]byte) {
+	var sl [prefetchChunk]*slots
+	var home [prefetchChunk]int
+	for len(keys) > 0 {
+		n := min(len(keys), prefetchChunk)
+		// Three passes, each a run of independent memory accesses: the
+		// slots' cache lines, then the record pointers in them, then the
+		// records' lines (a 100-byte value's record spans three).
+		for i, k := range keys[:n] {
+			h := ring.KeyHash(k)
+			sl[i] = s.shards[s.ring.Owner(ring.ShardHash(h))].lww.s.Load()
+			if sl[i] != nil {
+				home[i] = sl[i].home(tagOf(h))
+				prefetch(uintptr(unsafe.Pointer(&sl[i].tags[home[i]])))
+				prefetch(uintptr(unsafe.Pointer(&sl[i].recs[home[i]])))
+			}
+		}
+		for i := range n {
+			if sl[i] == nil {
+				continue
+			}
+			if r := uintptr(unsafe.Pointer(sl[i].recs[home[i]].Load())); r != 0 {
+				prefetch(r)
+				prefetch(r + 64)
+				prefetch(r + 128)
+			}
+		}
+		keys = keys[n:]
+	}
+}
+
 // Get appends the encoding of key's value (lattice.Encode form) to dst.
 // ErrNotFound if the key holds no value.
 func (s *Store) Get(key, dst []byte) ([]byte, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	dst, err := sh.getLocked(key, dst)
+	dst, err := sh.getLocked(tag, key, dst)
 	sh.unlock(t0)
 	return dst, err
 }
@@ -174,36 +215,36 @@ func (s *Store) Get(key, dst []byte) ([]byte, error) {
 // GetString appends key's value read as a Redis string: an LWW register's
 // bytes, or a counter's decimal value. ErrTypeMismatch for other lattices.
 func (s *Store) GetString(key, dst []byte) ([]byte, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	dst, err := sh.getStringLocked(key, dst)
+	dst, err := sh.getStringLocked(tag, key, dst)
 	sh.unlock(t0)
 	return dst, err
 }
 
 // Lookup returns a copy of key's value as a lattice. ErrNotFound if none.
 func (s *Store) Lookup(key []byte) (lattice.Lattice, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	v, err := sh.lookupLocked(key)
+	v, err := sh.lookupLocked(tag, key)
 	sh.unlock(t0)
 	return v, err
 }
 
 // Exists reports whether key holds a value.
 func (s *Store) Exists(key []byte) bool {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	ok := sh.existsLocked(key)
+	ok := sh.existsLocked(tag, key)
 	sh.unlock(t0)
 	return ok
 }
 
 // Type returns the lattice type of key's value; ok is false if it has none.
 func (s *Store) Type(key []byte) (t lattice.Type, ok bool) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	t, ok = sh.typeLocked(key)
+	t, ok = sh.typeLocked(tag, key)
 	sh.unlock(t0)
 	return t, ok
 }
@@ -217,9 +258,9 @@ func (s *Store) Put(key []byte, v lattice.Lattice) error {
 	if v.Size() > s.cfg.MaxValue {
 		return fmt.Errorf("%w: value of about %d bytes exceeds the limit of %d", ErrTooLarge, v.Size(), s.cfg.MaxValue)
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	err := sh.putLocked(key, v)
+	err := sh.putLocked(tag, key, v)
 	sh.unlock(t0)
 	return err
 }
@@ -236,9 +277,9 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errBadValue, err)
 		}
-		sh := s.shardFor(key)
+		sh, tag := s.shardFor(key)
 		t0 := sh.lock()
-		err = sh.setLocked(key, ts, writer, value, nil)
+		err = sh.setLocked(tag, key, ts, writer, value, nil)
 		sh.unlock(t0)
 		return err
 	}
@@ -246,9 +287,9 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadValue, err)
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	err = sh.putLocked(key, v)
+	err = sh.putLocked(tag, key, v)
 	sh.unlock(t0)
 	return err
 }
@@ -259,10 +300,10 @@ func (s *Store) SetLWW(key, value []byte) error {
 	if err := s.checkValue(key, value); err != nil {
 		return err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	ts := s.clock.Now()
 	t0 := sh.lock()
-	err := sh.setLocked(key, ts, s.cfg.NodeID, value, nil)
+	err := sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil)
 	sh.unlock(t0)
 	return err
 }
@@ -274,10 +315,10 @@ func (s *Store) Overwrite(key, value []byte) error {
 	if err := s.checkValue(key, value); err != nil {
 		return err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	st := s.stamp()
 	t0 := sh.lock()
-	err := sh.setLocked(key, st.TS, st.Writer, value, &st)
+	err := sh.setLocked(tag, key, st.TS, st.Writer, value, &st)
 	sh.unlock(t0)
 	return err
 }
@@ -289,10 +330,10 @@ func (s *Store) Delete(key []byte) (existed bool, err error) {
 	if err := s.checkKey(key); err != nil {
 		return false, err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	st := s.stamp()
 	t0 := sh.lock()
-	existed = sh.deleteLocked(key, st)
+	existed = sh.deleteLocked(tag, key, st)
 	sh.unlock(t0)
 	return existed, nil
 }
@@ -304,9 +345,9 @@ func (s *Store) SetAdd(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	n, err := sh.setAddLocked(key, members, s.cfg.NodeID)
+	n, err := sh.setAddLocked(tag, key, members, s.cfg.NodeID)
 	sh.unlock(t0)
 	return n, err
 }
@@ -317,9 +358,9 @@ func (s *Store) SetRemove(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	n, err := sh.setRemoveLocked(key, members)
+	n, err := sh.setRemoveLocked(tag, key, members)
 	sh.unlock(t0)
 	return n, err
 }
@@ -339,9 +380,9 @@ func (s *Store) checkMembers(key []byte, members [][]byte) error {
 // Members returns copies of the members of the set at key (observed-remove,
 // grow-only or ordered), in byte order. ErrNotFound if the key holds nothing.
 func (s *Store) Members(key []byte) ([][]byte, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	m, err := sh.membersLocked(key)
+	m, err := sh.membersLocked(tag, key)
 	sh.unlock(t0)
 	return m, err
 }
@@ -349,18 +390,18 @@ func (s *Store) Members(key []byte) ([][]byte, error) {
 // IsMember reports whether member is in the set at key. A missing key is an
 // empty set.
 func (s *Store) IsMember(key, member []byte) (bool, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	ok, err := sh.isMemberLocked(key, member)
+	ok, err := sh.isMemberLocked(tag, key, member)
 	sh.unlock(t0)
 	return ok, err
 }
 
 // Card returns the number of members of the set at key (0 for a missing key).
 func (s *Store) Card(key []byte) (int, error) {
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
-	n, err := sh.cardLocked(key)
+	n, err := sh.cardLocked(tag, key)
 	sh.unlock(t0)
 	return n, err
 }
@@ -384,13 +425,13 @@ func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error)
 	if err := s.checkKey(key); err != nil {
 		return 0, err
 	}
-	sh := s.shardFor(key)
+	sh, tag := s.shardFor(key)
 	var st lattice.Stamp
 	if convert {
 		st = s.stamp()
 	}
 	t0 := sh.lock()
-	v, err := sh.counterAddLocked(key, delta, s.cfg.NodeID, convert, st)
+	v, err := sh.counterAddLocked(tag, key, delta, s.cfg.NodeID, convert, st)
 	sh.unlock(t0)
 	return v, err
 }
