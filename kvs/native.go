@@ -92,9 +92,7 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			count++
 		}
-		if len(b.keys) > 1 {
-			h.srv.store.Prefetch(b.keys)
-		}
+		h.srv.store.Prefetch(b.keys)
 		for i := range count {
 			out = h.handle(&b.reqs[i], b.errs[i], out)
 		}

@@ -88,9 +88,7 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 				st.keys = append(st.keys, args[start+1])
 			}
 		}
-		if len(st.keys) > 1 {
-			h.srv.store.Prefetch(st.keys)
-		}
+		h.srv.store.Prefetch(st.keys)
 		start := 0
 		for _, end := range st.ends {
 			cmd := st.args[start:end]

@@ -215,10 +215,10 @@ type engine struct {
 		setEngine(*engine)
 	}
 
-	booted chan struct{} // closed by OnBoot
-	eng    gnet.Engine   // set before booted is closed
-	bound  string        // the listener's address, set before booted is closed
-	mu     sync.Mutex
+	booted  chan struct{} // closed by OnBoot
+	eng     gnet.Engine   // set before booted is closed
+	bound   string        // the listener's address, set before booted is closed
+	mu      sync.Mutex
 	stopped bool
 }
 
