@@ -12,10 +12,10 @@ import (
 // has its own result. A Batch is not safe for concurrent use; reuse it with
 // Reset to avoid allocations.
 type Batch struct {
-	c     *Client
-	reqs  []wire.Request
-	calls []*call
-	res   []BatchResult
+	c    *Client
+	reqs []wire.Request
+	g    *group // the last Exec's calls, whose buffers results alias
+	res  []BatchResult
 }
 
 // BatchResult is one request's outcome.
@@ -32,15 +32,16 @@ func (c *Client) Batch() *Batch { return &Batch{c: c} }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
-	for _, cl := range b.calls {
-		if cl != nil {
-			putCall(cl)
-		}
-	}
-	clear(b.calls)
-	b.calls = b.calls[:0]
+	b.releaseCalls()
 	b.reqs = b.reqs[:0]
 	b.res = b.res[:0]
+}
+
+func (b *Batch) releaseCalls() {
+	if b.g != nil {
+		b.g.release()
+		b.g = nil
+	}
 }
 
 // Len returns the number of requests in the batch.
@@ -72,12 +73,7 @@ func (b *Batch) CounterAdd(key []byte, delta int64) {
 // the batch as a whole (a lost connection, the context's end); each result
 // carries its own server error.
 func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
-	for _, cl := range b.calls {
-		if cl != nil {
-			putCall(cl)
-		}
-	}
-	b.calls = b.calls[:0]
+	b.releaseCalls()
 	b.res = b.res[:0]
 	if len(b.reqs) == 0 {
 		return nil, nil
@@ -89,10 +85,8 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	for range b.reqs {
-		b.calls = append(b.calls, getCall())
-	}
-	err = cn.send(ctx, b.calls, func(buf []byte, id uint64) []byte {
+	g := newGroup(len(b.reqs))
+	err = cn.send(ctx, g, func(buf []byte, id uint64) []byte {
 		for i := range b.reqs {
 			b.reqs[i].ID = id + uint64(i)
 			buf = b.reqs[i].AppendFrame(buf)
@@ -100,23 +94,20 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 		return buf
 	})
 	if err != nil {
-		for _, cl := range b.calls {
-			putCall(cl)
-		}
-		b.calls = b.calls[:0]
+		g.release()
 		return nil, err
 	}
+	if abandoned, err := cn.wait(ctx, g); abandoned {
+		return nil, err // the reader releases g
+	}
+	b.g = g
 	var first error
-	for i, cl := range b.calls {
-		abandoned, err := cn.wait(ctx, cl)
-		if abandoned {
-			b.calls[i] = nil // the reader recycles it
-		}
-		if err != nil {
+	for _, cl := range g.calls {
+		if cl.err != nil {
 			if first == nil {
-				first = err
+				first = cl.err
 			}
-			b.res = append(b.res, BatchResult{Err: err})
+			b.res = append(b.res, BatchResult{Err: cl.err})
 			continue
 		}
 		r := BatchResult{Err: cl.resp.Err()}

@@ -110,7 +110,7 @@ func (c *Client) connect(ctx context.Context) (*conn, ServerInfo, error) {
 		cn.close()
 		return nil, ServerInfo{}, fmt.Errorf("trellis: hello to %s: %w", c.addr, err)
 	}
-	defer putCall(cl)
+	defer cl.release()
 	if err := cl.resp.Err(); err != nil {
 		cn.close()
 		return nil, ServerInfo{}, fmt.Errorf("trellis: hello to %s: %w", c.addr, err)
@@ -210,23 +210,25 @@ func (c *Client) pick(ctx context.Context) (*conn, error) {
 }
 
 // roundTrip sends one request on cn and waits for its response. The caller
-// must putCall the result.
+// must release the returned call.
 func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*call, error) {
-	cl := getCall()
-	calls := [1]*call{cl}
-	err := cn.send(ctx, calls[:], func(b []byte, id uint64) []byte {
+	g := newGroup(1)
+	err := cn.send(ctx, g, func(b []byte, id uint64) []byte {
 		req.ID = id
 		return req.AppendFrame(b)
 	})
 	if err != nil {
-		putCall(cl)
+		g.release()
 		return nil, err
 	}
-	abandoned, err := cn.wait(ctx, cl)
-	if err != nil {
-		if !abandoned {
-			putCall(cl) // completed with a transport error
-		}
+	abandoned, err := cn.wait(ctx, g)
+	if abandoned {
+		return nil, err
+	}
+	cl := g.calls[0]
+	if cl.err != nil {
+		err := cl.err
+		g.release()
 		return nil, err
 	}
 	return cl, nil
@@ -247,7 +249,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
 		return nil, err
 	}
 	if err := cl.resp.Err(); err != nil {
-		putCall(cl)
+		cl.release()
 		return nil, err
 	}
 	return cl, nil

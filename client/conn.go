@@ -38,36 +38,79 @@ type conn struct {
 
 // call is one request awaiting its response.
 type call struct {
-	id    uint64
-	state atomic.Uint32 // callWaiting, callDone or callAbandoned
-	done  chan struct{} // receives once, when state becomes callDone
-
+	id   uint64
+	g    *group        // the group the call belongs to
 	resp wire.Response // Result aliases buf
 	buf  []byte
 	err  error // transport error (the response is then meaningless)
 }
 
-const (
-	callWaiting uint32 = iota
-	callDone
-	callAbandoned
-)
-
-var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
-
-func getCall() *call {
-	cl := callPool.Get().(*call)
-	cl.state.Store(callWaiting)
-	cl.err = nil
-	cl.resp = wire.Response{}
-	return cl
+// group is the calls one caller waits for together (one for a single call,
+// all of a Batch's): the reader signals the group once, when its last call
+// completes, so a pipelined batch costs its caller one wakeup, not one per
+// request.
+type group struct {
+	calls   []*call
+	pending atomic.Int32  // calls not yet completed
+	state   atomic.Uint32 // groupWaiting, groupDone or groupAbandoned
+	done    chan struct{} // receives once, when state becomes groupDone
 }
 
-func putCall(cl *call) {
-	if cap(cl.buf) > 64<<10 {
-		cl.buf = nil
+const (
+	groupWaiting uint32 = iota
+	groupDone
+	groupAbandoned
+)
+
+var (
+	callPool  = sync.Pool{New: func() any { return &call{} }}
+	groupPool = sync.Pool{New: func() any { return &group{done: make(chan struct{}, 1)} }}
+)
+
+// newGroup returns a waiting group of n fresh calls.
+func newGroup(n int) *group {
+	g := groupPool.Get().(*group)
+	g.state.Store(groupWaiting)
+	g.pending.Store(int32(n))
+	for range n {
+		cl := callPool.Get().(*call)
+		cl.g, cl.err, cl.resp = g, nil, wire.Response{}
+		g.calls = append(g.calls, cl)
 	}
-	callPool.Put(cl)
+	return g
+}
+
+// release returns g and its calls to their pools. Only the group's owner
+// calls it: its caller once it has read the results, or the reader for an
+// abandoned group.
+func (g *group) release() {
+	for i, cl := range g.calls {
+		if cap(cl.buf) > 64<<10 {
+			cl.buf = nil
+		}
+		cl.g = nil
+		callPool.Put(cl)
+		g.calls[i] = nil
+	}
+	g.calls = g.calls[:0]
+	groupPool.Put(g)
+}
+
+// release releases the single-call group cl belongs to (see group.release).
+func (cl *call) release() { cl.g.release() }
+
+// complete records that cl's response (or error) is in; the last call of a
+// group signals it, or releases it if its caller gave up.
+func (cl *call) complete() {
+	g := cl.g
+	if g.pending.Add(-1) != 0 {
+		return
+	}
+	if g.state.CompareAndSwap(groupWaiting, groupDone) {
+		g.done <- struct{}{}
+		return
+	}
+	g.release() // abandoned by its caller
 }
 
 func newConn(nc net.Conn, lim wire.Limits, writeTimeout time.Duration) *conn {
@@ -77,8 +120,8 @@ func newConn(nc net.Conn, lim wire.Limits, writeTimeout time.Duration) *conn {
 }
 
 // send queues frames built by appendReqs (which receives the first request
-// id to use and must use consecutive ids, one per call) and writes them.
-func (cn *conn) send(ctx context.Context, calls []*call, appendReqs func(b []byte, firstID uint64) []byte) error {
+// id to use and must use consecutive ids, one per call of g) and writes them.
+func (cn *conn) send(ctx context.Context, g *group, appendReqs func(b []byte, firstID uint64) []byte) error {
 	cn.mu.Lock()
 	if cn.err != nil {
 		err := cn.err
@@ -86,7 +129,7 @@ func (cn *conn) send(ctx context.Context, calls []*call, appendReqs func(b []byt
 		return err
 	}
 	first := cn.nextID
-	for _, cl := range calls {
+	for _, cl := range g.calls {
 		cl.id = cn.nextID
 		cn.nextID++
 		cn.pending.push(cl)
@@ -132,19 +175,19 @@ func (cn *conn) flush(ctx context.Context) {
 	}
 }
 
-// wait blocks until cl's response arrives or ctx ends. If ctx ends first
-// the call is abandoned (abandoned is true): the reader recycles it when its
-// response comes, and the caller must not touch it again.
-func (cn *conn) wait(ctx context.Context, cl *call) (abandoned bool, err error) {
+// wait blocks until every call of g has completed or ctx ends. If ctx ends
+// first the group is abandoned (abandoned is true): the reader releases it
+// when its last response comes, and the caller must not touch it again.
+func (cn *conn) wait(ctx context.Context, g *group) (abandoned bool, err error) {
 	select {
-	case <-cl.done:
-		return false, cl.err
+	case <-g.done:
+		return false, nil
 	case <-ctx.Done():
-		if cl.state.CompareAndSwap(callWaiting, callAbandoned) {
+		if g.state.CompareAndSwap(groupWaiting, groupAbandoned) {
 			return true, ctxErr(ctx)
 		}
-		<-cl.done // the response won the race
-		return false, cl.err
+		<-g.done // the last response won the race
+		return false, nil
 	}
 }
 
@@ -155,14 +198,6 @@ func ctxErr(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 	}
 	return ctx.Err()
-}
-
-func (cl *call) complete() {
-	if cl.state.CompareAndSwap(callWaiting, callDone) {
-		cl.done <- struct{}{}
-		return
-	}
-	putCall(cl) // abandoned by its caller
 }
 
 // fail marks the connection broken with err, closes it and fails every

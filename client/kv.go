@@ -17,7 +17,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	putCall(cl)
+	cl.release()
 	return nil
 }
 
@@ -40,7 +40,7 @@ func (c *Client) getEncoded(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer putCall(cl)
+	defer cl.release()
 	b, err := cl.resp.Bytes()
 	if err != nil {
 		return nil, err
@@ -163,7 +163,7 @@ func (c *Client) GetMany(ctx context.Context, keys ...string) ([]Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer putCall(cl)
+	defer cl.release()
 	items, err := cl.resp.Items(nil)
 	if err != nil {
 		return nil, err
@@ -198,7 +198,7 @@ func (c *Client) PutMany(ctx context.Context, keys []string, values []lattice.La
 	if err != nil {
 		return nil, err
 	}
-	defer putCall(cl)
+	defer cl.release()
 	items, err := cl.resp.Items(nil)
 	if err != nil {
 		return nil, err
@@ -240,7 +240,7 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	defer putCall(cl)
+	defer cl.release()
 	return decodeStats(cl.resp.Result)
 }
 
@@ -324,7 +324,7 @@ func (c *Client) nilOp(ctx context.Context, req *wire.Request) error {
 	if err != nil {
 		return err
 	}
-	putCall(cl)
+	cl.release()
 	return nil
 }
 
@@ -333,7 +333,7 @@ func (c *Client) intOp(ctx context.Context, req *wire.Request) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer putCall(cl)
+	defer cl.release()
 	return cl.resp.Int()
 }
 

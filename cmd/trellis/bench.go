@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -42,6 +43,7 @@ func newBenchKVSCmd() *cobra.Command {
 		getRatio  float64
 		preload   bool
 		asJSON    bool
+		cpuprof   string
 		durationF = benchmarks.DefaultDuration
 	)
 	cmd := &cobra.Command{
@@ -79,6 +81,7 @@ The run lasts --duration, or --requests operations when that is given (and
 	f.BoolVar(&preload, "preload", true, "write every key once before the measured run")
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (worker i uses seed, i)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the summary")
+	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the load generator to this file")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		// Zero means "the default" in KVSConfig, not on the command line.
@@ -102,6 +105,13 @@ The run lasts --duration, or --requests operations when that is given (and
 		}
 		ctx, stop := shutdownOnSignal(cmd.Context(), cmd.ErrOrStderr())
 		defer stop()
+		if cpuprof != "" {
+			stopProfile, err := startCPUProfile(cpuprof)
+			if err != nil {
+				return runtimeErr(err)
+			}
+			defer stopProfile()
+		}
 		bar := newProgressBar(cmd.ErrOrStderr())
 		res, err := benchmarks.RunKVS(ctx, cfg, bar.kvs)
 		bar.clear()
@@ -327,4 +337,21 @@ func (b *progressBar) kvs(p benchmarks.Progress) {
 func (b *progressBar) fill(p benchmarks.Progress) {
 	rate := float64(p.Done) / max(p.Elapsed.Seconds(), 1e-9)
 	b.draw(fmt.Sprintf("fill %5.1fs  %d/%d keys  %.0f sets/s", p.Elapsed.Seconds(), p.Done, p.Target, rate))
+}
+
+// startCPUProfile starts writing a CPU profile to path; the returned
+// function stops it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
