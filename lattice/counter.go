@@ -143,25 +143,34 @@ func (c *Counter) Merge(other Lattice) (bool, error) {
 
 // mergeSlow merges b, which has an actor c lacks, into a new slice.
 func (c *Counter) mergeSlow(b []counterEntry) bool {
-	a := c.e
-	out := make([]counterEntry, 0, len(a)+len(b))
+	c.e = joinByActor(c.e, b, func(e counterEntry) uint64 { return e.actor },
+		func(x, y counterEntry) counterEntry {
+			return counterEntry{x.actor, max(x.pos, y.pos), max(x.neg, y.neg)}
+		})
+	return true
+}
+
+// joinByActor returns the union of a and b, both sorted by actor with
+// distinct actors, into a new slice sorted by actor; entries of an actor in
+// both are combined with join.
+func joinByActor[E any](a, b []E, actor func(E) uint64, join func(x, y E) E) []E {
+	out := make([]E, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
-		case j == len(b) || (i < len(a) && a[i].actor < b[j].actor):
+		case j == len(b) || (i < len(a) && actor(a[i]) < actor(b[j])):
 			out = append(out, a[i])
 			i++
-		case i == len(a) || b[j].actor < a[i].actor:
+		case i == len(a) || actor(b[j]) < actor(a[i]):
 			out = append(out, b[j])
 			j++
 		default:
-			out = append(out, counterEntry{a[i].actor, max(a[i].pos, b[j].pos), max(a[i].neg, b[j].neg)})
+			out = append(out, join(a[i], b[j]))
 			i++
 			j++
 		}
 	}
-	c.e = out
-	return true
+	return out
 }
 
 // Clone returns a deep copy.

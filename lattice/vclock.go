@@ -210,24 +210,8 @@ func (v *VClock) merge(o *VClock) bool {
 }
 
 func (v *VClock) mergeSlow(b []vcEntry) bool {
-	a := v.e
-	out := make([]vcEntry, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || (i < len(a) && a[i].actor < b[j].actor):
-			out = append(out, a[i])
-			i++
-		case i == len(a) || b[j].actor < a[i].actor:
-			out = append(out, b[j])
-			j++
-		default:
-			out = append(out, vcEntry{a[i].actor, max(a[i].counter, b[j].counter)})
-			i++
-			j++
-		}
-	}
-	v.e = out
+	v.e = joinByActor(v.e, b, func(e vcEntry) uint64 { return e.actor },
+		func(x, y vcEntry) vcEntry { return vcEntry{x.actor, max(x.counter, y.counter)} })
 	return true
 }
 
