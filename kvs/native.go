@@ -111,9 +111,7 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
 	}
-	if len(out) > 0 {
-		_, _ = c.Write(out)
-	}
+	writeReply(c, out)
 	*outp = out
 	h.srv.putOut(outp)
 	return action
