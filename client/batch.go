@@ -85,6 +85,13 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.c.ack != wire.AckDefault {
+		for i := range b.reqs {
+			if b.reqs[i].Op.IsWrite() {
+				b.reqs[i].Opts.Ack = b.c.ack
+			}
+		}
+	}
 	g := newGroup(len(b.reqs))
 	err = cn.send(ctx, g, func(buf []byte, id uint64) []byte {
 		for i := range b.reqs {

@@ -63,6 +63,12 @@ type ServerInfo struct {
 // Client is a connection pool to one Trellis node. It is safe for concurrent
 // use. Close it to release its connections.
 type Client struct {
+	*pool          // shared by every view of the client (see WithAck)
+	ack   wire.Ack // acknowledgement asked for by writes; 0: the server's default
+}
+
+// pool is the state a Client and its views share.
+type pool struct {
 	addr string
 	opts Options
 	info ServerInfo
@@ -73,11 +79,23 @@ type Client struct {
 	next   atomic.Uint64
 }
 
+// Acknowledgement levels a write can ask for (see WithAck).
+const (
+	AckDefault = wire.AckDefault // the server's default
+	AckLocal   = wire.AckLocal   // merged at one replica
+	AckQuorum  = wire.AckQuorum  // merged at a majority of the key's replicas
+	AckDurable = wire.AckDurable // merged and synced to disk (a node without a data directory refuses it)
+)
+
+// WithAck returns a view of c whose writes ask for the acknowledgement ack.
+// The view shares c's connections: closing either closes both.
+func (c *Client) WithAck(ack wire.Ack) *Client { return &Client{pool: c.pool, ack: ack} }
+
 // Dial connects to the node at addr and checks that it speaks this client's
 // protocol version.
 func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	c := &Client{addr: addr, opts: opts, conns: make([]*conn, opts.Conns)}
+	c := &Client{pool: &pool{addr: addr, opts: opts, conns: make([]*conn, opts.Conns)}}
 	for i := range c.conns {
 		cn, info, err := c.connect(ctx)
 		if err != nil {
@@ -239,6 +257,9 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*c
 func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr(ctx)
+	}
+	if c.ack != wire.AckDefault && req.Op.IsWrite() {
+		req.Opts.Ack = c.ack
 	}
 	cn, err := c.pick(ctx)
 	if err != nil {

@@ -23,6 +23,13 @@ type nativeHandler struct {
 // nativeConn is a native connection's state, owned by its event loop.
 type nativeConn struct {
 	need int // bytes needed before the next frame is complete (0: unknown)
+
+	// Durable writes: a response to a write that asked for AckDurable, and
+	// every response after it on this connection (responses keep request
+	// order), is held until the store's disk has synced that write.
+	held    []byte // responses waiting, in order
+	holdSeq uint64 // the write number that must be durable before held is sent
+	waitSeq uint64 // the number a wake-up is registered for (0: none)
 }
 
 // nativeBatch holds the requests of one read, decoded before any runs so
@@ -57,6 +64,7 @@ func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 
 func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	st := c.Context().(*nativeConn)
+	h.releaseHeld(c, st)
 	if st.need > c.InboundBuffered() {
 		return gnet.None // a large frame is still arriving
 	}
@@ -94,7 +102,7 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		h.srv.store.Prefetch(b.keys)
 		for i := range count {
-			out = h.handle(&b.reqs[i], b.errs[i], out)
+			out = h.handle(st, &b.reqs[i], b.errs[i], out)
 		}
 		n += count
 		if ferr != nil {
@@ -111,18 +119,61 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
 	}
-	writeReply(c, out)
+	h.send(c, st, out)
 	*outp = out
 	h.srv.putOut(outp)
 	return action
 }
 
+// send writes out, or holds it behind responses that wait for a durable
+// write, registering a wake-up for when the store has synced it.
+func (h *nativeHandler) send(c gnet.Conn, st *nativeConn, out []byte) {
+	s := h.srv.store
+	if st.holdSeq == 0 || s.Durable(st.holdSeq) {
+		if len(st.held) > 0 {
+			out = append(st.held, out...)
+			st.held = nil
+		}
+		st.holdSeq, st.waitSeq = 0, 0
+		writeReply(c, out)
+		return
+	}
+	st.held = append(st.held, out...)
+	if st.waitSeq < st.holdSeq {
+		st.waitSeq = st.holdSeq
+		s.OnDurable(st.holdSeq, func() { _ = c.Wake(nil) })
+	}
+}
+
+// releaseHeld sends held responses whose durable write has been synced.
+func (h *nativeHandler) releaseHeld(c gnet.Conn, st *nativeConn) {
+	if len(st.held) > 0 || st.holdSeq != 0 {
+		h.send(c, st, nil)
+	}
+}
+
+// errNoDisk answers a durable write on a node that persists nothing.
+var errNoDisk = wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
+
 // handle executes one decoded request (or answers its decode error),
 // appending its response to out.
-func (h *nativeHandler) handle(req *wire.Request, decodeErr error, out []byte) []byte {
+func (h *nativeHandler) handle(st *nativeConn, req *wire.Request, decodeErr error, out []byte) []byte {
 	if decodeErr != nil {
 		return wire.AppendError(out, req.ID, decodeErr)
 	}
+	if req.Opts.Ack == wire.AckDurable && req.Op.IsWrite() {
+		if !h.srv.store.HasDisk() {
+			return wire.AppendError(out, req.ID, errNoDisk)
+		}
+		out = h.exec(req, out)
+		st.holdSeq = max(st.holdSeq, h.srv.store.WriteSeq())
+		return out
+	}
+	return h.exec(req, out)
+}
+
+// exec executes one request, appending its response to out.
+func (h *nativeHandler) exec(req *wire.Request, out []byte) []byte {
 	s := h.srv.store
 	id := req.ID
 	switch req.Op {

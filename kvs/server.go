@@ -156,9 +156,25 @@ func (s *Server) RESPAddr() string {
 func (s *Server) Store() *Store { return s.store }
 
 // Run listens and serves until ctx is cancelled, then closes every
-// connection and returns. It returns an error if a listener cannot start.
+// connection and returns. It also runs the store's maintenance (Store.Run:
+// tombstone collection, writing behind to the disk), stopping it after the
+// listeners so that the last writes are flushed and synced; do not run the
+// store separately. It returns an error if a listener cannot start or the
+// final flush fails.
 func (s *Server) Run(ctx context.Context) error {
 	s.start = time.Now()
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	storeDone := make(chan error, 1)
+	go func() { storeDone <- s.store.Run(storeCtx) }()
+	err := s.serve(ctx)
+	stopStore()
+	if serr := <-storeDone; err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Server) serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var engines []*engine
 	if s.cfg.Addr != AddrOff {

@@ -432,3 +432,36 @@ func TestListenErrorIsReported(t *testing.T) {
 	require.Contains(t, err.Error(), l.Addr().String())
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
 }
+
+// A durable write is answered only once the disk has synced it, and the
+// responses behind it keep their order.
+func TestDurableAcknowledgement(t *testing.T) {
+	d := newMemDisk()
+	n := startNode(t, StoreConfig{Disk: d, FlushEvery: time.Hour, Logger: quiet}, ServerConfig{})
+	c := dialNative(t, n.srv.Addr())
+	var batch []byte
+	batch = (&wire.Request{ID: 1, Op: wire.OpSet, Key: []byte("k"), Value: []byte("v"),
+		Opts: wire.Options{Ack: wire.AckDurable}}).AppendFrame(batch)
+	batch = (&wire.Request{ID: 2, Op: wire.OpGet, Key: []byte("k")}).AppendFrame(batch)
+	_, err := c.Write(batch)
+	require.NoError(t, err)
+	r1 := readResponse(t, c)
+	require.NoError(t, r1.Err())
+	require.EqualValues(t, 1, r1.ID)
+	_, ok := d.get("k")
+	require.True(t, ok, "on disk before it was acknowledged")
+	r2 := readResponse(t, c)
+	require.EqualValues(t, 2, r2.ID)
+	require.NoError(t, r2.Err())
+}
+
+// A node without a disk refuses a durable write and does not apply it.
+func TestDurableWithoutDisk(t *testing.T) {
+	n := startNode(t, StoreConfig{}, ServerConfig{})
+	c := dialNative(t, n.srv.Addr())
+	_, err := c.Write((&wire.Request{ID: 1, Op: wire.OpSet, Key: []byte("k"), Value: []byte("v"),
+		Opts: wire.Options{Ack: wire.AckDurable}}).AppendFrame(nil))
+	require.NoError(t, err)
+	require.ErrorIs(t, readResponse(t, c).Err(), wire.ErrUnavailable)
+	require.False(t, n.srv.Store().Exists([]byte("k")))
+}

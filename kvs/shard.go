@@ -31,6 +31,7 @@ type shard struct {
 	live       int // keys holding a value
 	tombstones int // cells with a nil Value
 	stats      shardStats
+	dirty      dirtyLog // keys changed since the last flush (only with a disk)
 }
 
 // shardStats counts a shard's work. Guarded by the shard's mutex.
@@ -507,7 +508,7 @@ func parseRedisInt(v []byte) (int64, error) {
 
 // collectLocked forgets tombstones older than horizon and clears older delete
 // epochs, moving plain registers back to the fast path.
-func (sh *shard) collectLocked(horizon lattice.Timestamp) int {
+func (sh *shard) collectLocked(horizon lattice.Timestamp, forgotten func(key string)) int {
 	if len(sh.cells) == 0 {
 		return 0
 	}
@@ -521,6 +522,7 @@ func (sh *shard) collectLocked(horizon lattice.Timestamp) int {
 			delete(sh.cells, k)
 			sh.tombstones--
 			sh.stats.bytes -= int64(len(k) + entryOverhead)
+			forgotten(k)
 			continue
 		}
 		c.Epoch = lattice.Stamp{}

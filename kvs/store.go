@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"math/rand/v2"
 	"time"
 	"unsafe"
@@ -37,6 +39,15 @@ type StoreConfig struct {
 	// Now returns the current time; it drives the hybrid logical clock and
 	// tombstone expiry. Default time.Now.
 	Now func() time.Time
+	// Disk, when set, persists the store's cells: NewStore loads them, and
+	// Run writes changed cells behind the memory tier. Default none (the
+	// store keeps its data in memory only).
+	Disk Disk
+	// FlushEvery is how often Run writes changed cells to Disk (a durable
+	// write makes it flush at once). Default 10 ms.
+	FlushEvery time.Duration
+	// Logger receives the store's logs. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Defaults for StoreConfig.
@@ -47,6 +58,7 @@ const (
 	DefaultMaxValue       = 8 << 20
 	DefaultTombstoneGrace = 10 * time.Minute
 	DefaultCollectEvery   = time.Minute
+	DefaultFlushEvery     = 10 * time.Millisecond
 )
 
 func (c StoreConfig) withDefaults() StoreConfig {
@@ -74,6 +86,12 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.FlushEvery == 0 {
+		c.FlushEvery = DefaultFlushEvery
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	return c
 }
 
@@ -87,7 +105,7 @@ func (c StoreConfig) Validate() error {
 		return fmt.Errorf("kvs: vnodes must be positive, got %d", c.VNodes)
 	case c.MaxKey < 1 || c.MaxValue < 1:
 		return errors.New("kvs: key and value limits must be positive")
-	case c.TombstoneGrace < 0 || c.CollectEvery < 0:
+	case c.TombstoneGrace < 0 || c.CollectEvery < 0 || c.FlushEvery < 0:
 		return errors.New("kvs: durations must not be negative")
 	}
 	return nil
@@ -101,13 +119,16 @@ func (c StoreConfig) Validate() error {
 // Byte slices passed in are not retained: the store copies what it keeps.
 // Byte slices returned alias nothing inside the store.
 type Store struct {
-	cfg    StoreConfig
-	ring   *ring.Ring
-	shards []*shard
-	clock  *lattice.Clock
+	cfg     StoreConfig
+	ring    *ring.Ring
+	shards  []*shard
+	clock   *lattice.Clock
+	persist *persistence // nil without a disk
+	running atomic.Bool  // Run is running
 }
 
-// NewStore returns an empty store.
+// NewStore returns a store holding what cfg.Disk holds (empty without a
+// disk).
 func NewStore(cfg StoreConfig) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -121,6 +142,15 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	s.shards = make([]*shard, cfg.Shards)
 	for i := range s.shards {
 		s.shards[i] = newShard()
+	}
+	if cfg.Disk != nil {
+		s.persist = &persistence{disk: cfg.Disk, log: cfg.Logger, wake: make(chan struct{}, 1)}
+		start := time.Now()
+		n, err := s.load()
+		if err != nil {
+			return nil, fmt.Errorf("kvs: loading from disk: %w", err)
+		}
+		cfg.Logger.Info("store loaded from disk", "keys", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return s, nil
 }
@@ -261,6 +291,9 @@ func (s *Store) Put(key []byte, v lattice.Lattice) error {
 	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
 	err := sh.putLocked(tag, key, v)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return err
 }
@@ -280,6 +313,9 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 		sh, tag := s.shardFor(key)
 		t0 := sh.lock()
 		err = sh.setLocked(tag, key, ts, writer, value, nil)
+		if err == nil {
+			s.markDirtyLocked(sh, key)
+		}
 		sh.unlock(t0)
 		return err
 	}
@@ -290,6 +326,9 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
 	err = sh.putLocked(tag, key, v)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return err
 }
@@ -304,6 +343,9 @@ func (s *Store) SetLWW(key, value []byte) error {
 	ts := s.clock.Now()
 	t0 := sh.lock()
 	err := sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return err
 }
@@ -319,6 +361,9 @@ func (s *Store) Overwrite(key, value []byte) error {
 	st := s.stamp()
 	t0 := sh.lock()
 	err := sh.setLocked(tag, key, st.TS, st.Writer, value, &st)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return err
 }
@@ -334,6 +379,7 @@ func (s *Store) Delete(key []byte) (existed bool, err error) {
 	st := s.stamp()
 	t0 := sh.lock()
 	existed = sh.deleteLocked(tag, key, st)
+	s.markDirtyLocked(sh, key)
 	sh.unlock(t0)
 	return existed, nil
 }
@@ -348,6 +394,9 @@ func (s *Store) SetAdd(key []byte, members [][]byte) (int, error) {
 	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
 	n, err := sh.setAddLocked(tag, key, members, s.cfg.NodeID)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return n, err
 }
@@ -361,6 +410,9 @@ func (s *Store) SetRemove(key []byte, members [][]byte) (int, error) {
 	sh, tag := s.shardFor(key)
 	t0 := sh.lock()
 	n, err := sh.setRemoveLocked(tag, key, members)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return n, err
 }
@@ -432,6 +484,9 @@ func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error)
 	}
 	t0 := sh.lock()
 	v, err := sh.counterAddLocked(tag, key, delta, s.cfg.NodeID, convert, st)
+	if err == nil {
+		s.markDirtyLocked(sh, key)
+	}
 	sh.unlock(t0)
 	return v, err
 }
@@ -479,22 +534,56 @@ func (s *Store) Collect(now time.Time) int {
 	n := 0
 	for _, sh := range s.shards {
 		sh.mu.Lock()
-		n += sh.collectLocked(horizon)
+		n += sh.collectLocked(horizon, func(k string) {
+			s.markDirtyLocked(sh, []byte(k)) // the flusher finds it gone and deletes it
+		})
 		sh.mu.Unlock()
 	}
 	return n
 }
 
-// Run collects expired tombstones periodically until ctx is done.
+// Run collects expired tombstones and, with a disk, writes changed cells
+// behind the memory tier, until ctx is done; then it writes and syncs what
+// is left. It returns the error of that final flush, if any.
 func (s *Store) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.CollectEvery)
-	defer t.Stop()
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("kvs: Store.Run called twice (a Server runs its store)")
+	}
+	defer s.running.Store(false)
+	collect := time.NewTicker(s.cfg.CollectEvery)
+	defer collect.Stop()
+	var flush <-chan time.Time
+	var wake <-chan struct{}
+	if s.persist != nil {
+		t := time.NewTicker(s.cfg.FlushEvery)
+		defer t.Stop()
+		flush, wake = t.C, s.persist.wake
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-t.C:
+			return s.Flush()
+		case <-collect.C:
 			s.Collect(s.cfg.Now())
+		case <-flush:
+			s.flushAndLog(false)
+		case <-wake:
+			s.flushAndLog(true)
 		}
+	}
+}
+
+// Flush writes every changed cell to the disk and syncs it. Run does this
+// by itself; Flush is for a store that is not running (tests, tools).
+func (s *Store) Flush() error {
+	if s.persist == nil {
+		return nil
+	}
+	return s.flush(true)
+}
+
+func (s *Store) flushAndLog(sync bool) {
+	if err := s.flush(sync); err != nil {
+		s.persist.log.Error("flush failed; will retry", "err", err)
 	}
 }

@@ -43,6 +43,16 @@ func (o Op) String() string {
 // Known reports whether o is an operation this version defines.
 func (o Op) Known() bool { return int(o) < len(opNames) && opNames[o] != "" }
 
+// IsWrite reports whether o changes the store, and so whether the Ack option
+// applies to it.
+func (o Op) IsWrite() bool {
+	switch o {
+	case OpPut, OpSet, OpDelete, OpPutMany, OpDeleteMany, OpSetAdd, OpSetRemove, OpCounterAdd:
+		return true
+	}
+	return false
+}
+
 // layout is the shape of an operation's arguments.
 type layout uint8
 

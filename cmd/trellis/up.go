@@ -159,7 +159,6 @@ func runUp(ctx context.Context, cfg config, s streams) error {
 
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 	if httpLn != nil {
 		h := newHTTPHandler(func() bool { return ready.Load() && gctx.Err() == nil })
