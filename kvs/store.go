@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
