@@ -3,6 +3,7 @@ package kvs
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -52,9 +53,10 @@ type persistence struct {
 
 	// writeSeq numbers the store's writes; a write takes its number under
 	// its shard's lock, after recording its key in the shard's dirty log.
-	writeSeq  atomic.Uint64
-	syncedSeq atomic.Uint64 // every write numbered <= it is durable
-	wake      chan struct{}
+	writeSeq     atomic.Uint64
+	persistedSeq atomic.Uint64 // every write numbered <= it is on disk (maybe not synced)
+	syncedSeq    atomic.Uint64 // every write numbered <= it is durable
+	wake         chan struct{}
 
 	mu      sync.Mutex // guards waiters
 	waiters []durableWaiter
@@ -66,6 +68,9 @@ type persistence struct {
 	seen    map[string]struct{}
 	spans   []changeSpan
 }
+
+// flushChunk is how many changes the flusher writes to the disk at a time.
+const flushChunk = 256
 
 // changeSpan locates a Change's key and cell in persistence.buf (c1 < 0:
 // delete).
@@ -177,17 +182,37 @@ func (s *Store) flush(sync bool) error {
 		}
 		p.changes = append(p.changes, ch)
 	}
-	if len(p.changes) > 0 || sync {
-		if err := p.disk.Write(p.changes, sync); err != nil {
+	// Write in chunks, yielding between them: on a single CPU (GOMAXPROCS=1)
+	// one long write would keep the event loops from running until the
+	// scheduler preempts it (~10 ms), which shows up in every client's tail
+	// latency.
+	for start := 0; start < len(p.changes) || (start == 0 && sync); start += flushChunk {
+		end := min(start+flushChunk, len(p.changes))
+		last := end == len(p.changes)
+		if err := p.disk.Write(p.changes[start:end], sync && last); err != nil {
 			s.requeue()
 			return fmt.Errorf("kvs: writing to disk: %w", err)
 		}
+		if last {
+			break
+		}
+		runtime.Gosched()
 	}
+	p.persistedSeq.Store(target)
 	if sync {
 		p.syncedSeq.Store(target)
 		s.releaseWaiters(target)
 	}
 	return nil
+}
+
+// UnflushedWrites returns how many writes the store has not yet written to
+// its disk (0 without a disk): how far write-behind lags.
+func (s *Store) UnflushedWrites() uint64 {
+	if s.persist == nil {
+		return 0
+	}
+	return s.persist.writeSeq.Load() - s.persist.persistedSeq.Load()
 }
 
 // requeue puts the keys of a failed flush back into the shards' dirty logs.

@@ -112,8 +112,10 @@ func TestFlushAndReload(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 107, s.WriteSeq(), "one number per write")
 
+	require.EqualValues(t, 107, s.UnflushedWrites())
 	require.NoError(t, s.Flush())
 	require.True(t, s.Durable(s.WriteSeq()))
+	require.Zero(t, s.UnflushedWrites())
 	c, ok := d.get("k5")
 	require.True(t, ok)
 	require.True(t, c.Deleted(), "the tombstone is on disk")

@@ -544,6 +544,14 @@ func cmdInfo(h *respHandler, _ *respConn, args [][]byte, out []byte) []byte {
 		"total_commands_processed:"+strconv.FormatUint(srv.commands.Load(), 10),
 		"rejected_connections:"+strconv.FormatUint(srv.rejected.Load(), 10),
 	)
+	disk := "no"
+	if st.HasDisk() {
+		disk = "yes"
+	}
+	section("Persistence",
+		"disk:"+disk,
+		"unflushed_writes:"+strconv.FormatUint(st.UnflushedWrites(), 10),
+	)
 	shardLines := make([]string, len(stats))
 	for i, s := range stats {
 		shardLines[i] = fmt.Sprintf("shard%d:keys=%d,tombstones=%d,reads=%d,writes=%d,bytes=%d,busy_us=%d",

@@ -38,6 +38,7 @@ type config struct {
 	MaxValue       int
 	Loops          int
 	TombstoneGrace time.Duration
+	FlushEvery     time.Duration
 	LogLevel       string
 	LogFormat      string
 	Timeout        time.Duration
@@ -110,6 +111,9 @@ var settings = []setting{
 	dur("tombstone-grace", kvs.DefaultTombstoneGrace,
 		"How long a delete is remembered, so that older writes arriving late cannot bring the key back.",
 		func(c *config) *time.Duration { return &c.TombstoneGrace }, positive, cmdUp),
+	dur("flush-every", kvs.DefaultFlushEvery,
+		"With a data directory, how often changed keys are written behind to disk (a durable write flushes at once).",
+		func(c *config) *time.Duration { return &c.FlushEvery }, positive, cmdUp),
 	str("log-level", "info", "Least severe log level written to stderr: debug, info, warn or error.",
 		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp),
 	str("log-format", "text", "Log format: text or json.",

@@ -54,7 +54,7 @@ func TestDefaultsAreTheKVSDefaults(t *testing.T) {
 		Addr: kvs.DefaultAddr, RESPAddr: kvs.DefaultRESPAddr,
 		Shards: kvs.DefaultShards, VNodes: kvs.DefaultVNodes, MaxConns: kvs.DefaultMaxConns,
 		MaxFrame: wire.DefaultMaxFrame, MaxKey: kvs.DefaultMaxKey, MaxValue: kvs.DefaultMaxValue,
-		TombstoneGrace: kvs.DefaultTombstoneGrace, LogLevel: "info", LogFormat: "text",
+		TombstoneGrace: kvs.DefaultTombstoneGrace, FlushEvery: kvs.DefaultFlushEvery, LogLevel: "info", LogFormat: "text",
 	}, c)
 	sc, vc, err := nodeConfigs(c, nil)
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func TestConfigFileFormats(t *testing.T) {
 	want := config{
 		Addr: "127.0.0.1:1", RESPAddr: kvs.AddrOff, DataDir: "/tmp/x", NodeID: 18446744073709551615,
 		Shards: 8, VNodes: kvs.DefaultVNodes, MaxConns: kvs.DefaultMaxConns, MaxFrame: wire.DefaultMaxFrame,
-		MaxKey: kvs.DefaultMaxKey, MaxValue: 1 << 20, TombstoneGrace: 90 * time.Second,
+		MaxKey: kvs.DefaultMaxKey, MaxValue: 1 << 20, TombstoneGrace: 90 * time.Second, FlushEvery: kvs.DefaultFlushEvery,
 		LogLevel: "debug", LogFormat: "json",
 	}
 	for name, content := range map[string]string{

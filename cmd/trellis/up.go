@@ -106,6 +106,7 @@ func nodeConfigs(cfg config, log *slog.Logger) (kvs.StoreConfig, kvs.ServerConfi
 		MaxKey:         cfg.MaxKey,
 		MaxValue:       cfg.MaxValue,
 		TombstoneGrace: cfg.TombstoneGrace,
+		FlushEvery:     cfg.FlushEvery,
 		// Collect at least twice per grace period, so a short grace is
 		// honoured.
 		CollectEvery: min(kvs.DefaultCollectEvery, max(cfg.TombstoneGrace/2, 1)),
@@ -137,10 +138,21 @@ func runUp(ctx context.Context, cfg config, s streams) error {
 	if err != nil {
 		return err
 	}
+	storeCfg.Logger = log
 	if cfg.DataDir != "" {
 		if storeCfg.NodeID, err = dataDirNodeID(cfg.DataDir, cfg.NodeID, log); err != nil {
 			return err
 		}
+		d, err := openDisk(cfg.DataDir, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := d.db.Close(); cerr != nil {
+				log.Error("closing the disk tier", "err", cerr)
+			}
+		}()
+		storeCfg.Disk = d
 	}
 	store, err := kvs.NewStore(storeCfg)
 	if err != nil {
