@@ -188,24 +188,8 @@ func (sh *shard) typeLocked(tag uint32, key []byte) (lattice.Type, bool) {
 func (sh *shard) setLocked(tag uint32, key []byte, ts lattice.Timestamp, writer uint64, value []byte, reset *lattice.Stamp) error {
 	sh.stats.writes++
 	if i := sh.lww.find(tag, key); i >= 0 {
-		ts0, w0, v0, err := sh.parseLWWAt(i)
-		if err != nil {
-			return err
-		}
-		if !lwwLess(ts0, w0, v0, ts, writer, value) {
-			return nil // the stored write wins (or is the same write)
-		}
-		room := recValue(sh.lww.rec(i))
-		need := lattice.LWWSize(len(value))
-		if need <= len(room) && need > len(room)/2 {
-			lattice.AppendLWW(room[:0], ts, writer, value)
-			return nil
-		}
-		rec, buf := newRecord(key, need)
-		lattice.AppendLWW(buf[:0], ts, writer, value)
-		sh.stats.bytes += int64(recSize(rec) - recSize(sh.lww.rec(i)))
-		sh.lww.setRec(i, rec)
-		return nil
+		_, err := sh.mergeLWWLocked(i, key, ts, writer, value)
+		return err
 	}
 	if c, ok := sh.cells[string(key)]; ok {
 		w := &lattice.LWW{TS: ts, Writer: writer, Value: value}
@@ -232,6 +216,29 @@ func (sh *shard) setLocked(tag uint32, key []byte, ts lattice.Timestamp, writer 
 	}
 	sh.insertLWWLocked(tag, key, ts, writer, value)
 	return nil
+}
+
+// mergeLWWLocked merges the write (ts, writer, value) into the register in
+// table slot i (key's) and reports whether it won.
+func (sh *shard) mergeLWWLocked(i int, key []byte, ts lattice.Timestamp, writer uint64, value []byte) (bool, error) {
+	ts0, w0, v0, err := sh.parseLWWAt(i)
+	if err != nil {
+		return false, err
+	}
+	if !lwwLess(ts0, w0, v0, ts, writer, value) {
+		return false, nil // the stored write wins (or is the same write)
+	}
+	room := recValue(sh.lww.rec(i))
+	need := lattice.LWWSize(len(value))
+	if need <= len(room) && need > len(room)/2 {
+		lattice.AppendLWW(room[:0], ts, writer, value)
+		return true, nil
+	}
+	rec, buf := newRecord(key, need)
+	lattice.AppendLWW(buf[:0], ts, writer, value)
+	sh.stats.bytes += int64(recSize(rec) - recSize(sh.lww.rec(i)))
+	sh.lww.setRec(i, rec)
+	return true, nil
 }
 
 // lwwLess reports whether register a sorts before register b in the LWW

@@ -1,0 +1,152 @@
+package kvs
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/trellisdb/trellis/lattice"
+)
+
+// Cell appends key's cell encoding (lattice.Cell.AppendBinary: the value and
+// the stamp of its last delete; a tombstone is a cell too) to dst. ok is
+// false if the store holds nothing for key. Replication sends cells, never
+// bare values, so that deletes travel like writes.
+func (s *Store) Cell(key, dst []byte) (out []byte, ok bool) {
+	sh, tag := s.shardFor(key)
+	t0 := sh.lock()
+	sh.stats.reads++
+	out, ok = sh.appendCellLocked(tag, key, dst)
+	sh.unlock(t0)
+	return out, ok
+}
+
+// MergeCell merges a cell encoding received from another replica into key
+// and reports whether the key changed. Unlike the client-facing writes it
+// never refuses a type: replicas that took writes of different types
+// converge by the lattice's ordinal sum (the larger type wins), as every
+// replica must agree. The hybrid logical clock observes the cell's
+// timestamps, so this node's later writes order after it.
+func (s *Store) MergeCell(key, enc []byte) (changed bool, err error) {
+	if err := s.checkValue(key, enc); err != nil {
+		return false, err
+	}
+	in, err := lattice.DecodeCell(enc)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errBadValue, err)
+	}
+	s.observe(in)
+	sh, tag := s.shardFor(key)
+	t0 := sh.lock()
+	changed = sh.mergeCellLocked(tag, key, in)
+	if changed {
+		s.markDirtyLocked(sh, key)
+	}
+	sh.unlock(t0)
+	return changed, nil
+}
+
+// observe moves the clock past a received cell's timestamps.
+func (s *Store) observe(c lattice.Cell) {
+	if !c.Epoch.IsZero() {
+		s.clock.Observe(c.Epoch.TS)
+	}
+	if w, ok := c.Value.(*lattice.LWW); ok {
+		s.clock.Observe(w.TS)
+	}
+}
+
+// mergeCellLocked joins in into key's cell, keeping the shard's invariant
+// (an epoch-less LWW register lives in the table, everything else in cells).
+func (sh *shard) mergeCellLocked(tag uint32, key []byte, in lattice.Cell) bool {
+	sh.stats.writes++
+	if i := sh.lww.find(tag, key); i >= 0 {
+		if w, ok := in.Value.(*lattice.LWW); ok && in.Epoch.IsZero() {
+			// The common case: a register meets the fast path's merge.
+			changed, err := sh.mergeLWWLocked(i, key, w.TS, w.Writer, w.Value)
+			return err == nil && changed
+		}
+		ts, w, v, err := sh.parseLWWAt(i)
+		if err != nil {
+			return false
+		}
+		merged := lattice.Cell{Value: &lattice.LWW{TS: ts, Writer: w, Value: bytes.Clone(v)}}
+		if !merged.Merge(in) {
+			return false
+		}
+		sh.removeLWWLocked(i)
+		sh.placeCellLocked(tag, key, merged)
+		return true
+	}
+	if c, ok := sh.cells[string(key)]; ok {
+		before := c.Size()
+		wasLive, wasTomb := c.Value != nil, c.Deleted()
+		if !c.Merge(in) {
+			return false
+		}
+		sh.stats.bytes += int64(c.Size() - before)
+		switch {
+		case wasLive && c.Value == nil:
+			sh.live--
+			sh.tombstones++
+		case wasTomb && c.Value != nil:
+			sh.tombstones--
+			sh.live++
+		}
+		if c.Epoch.IsZero() {
+			if w, ok := c.Value.(*lattice.LWW); ok { // back to the fast path
+				delete(sh.cells, string(key))
+				sh.live--
+				sh.stats.bytes -= int64(len(key) + c.Size() + entryOverhead)
+				sh.insertLWWLocked(tag, key, w.TS, w.Writer, w.Value)
+			}
+		}
+		return true
+	}
+	if in.Value == nil && in.Epoch.IsZero() {
+		return false // nothing meets nothing
+	}
+	sh.placeCellLocked(tag, key, in.Clone())
+	return true
+}
+
+// placeCellLocked stores c as key's cell; key must be in neither place.
+func (sh *shard) placeCellLocked(tag uint32, key []byte, c lattice.Cell) {
+	if w, ok := c.Value.(*lattice.LWW); ok && c.Epoch.IsZero() {
+		sh.insertLWWLocked(tag, key, w.TS, w.Writer, w.Value)
+		return
+	}
+	sh.insertCellLocked(key, &c)
+}
+
+// Each calls fn with every key the store holds and its cell encoding,
+// including tombstones, one shard at a time (the shard is locked while its
+// keys are visited, so fn must be quick and must not call the store). It
+// stops early when fn returns false. The slices are valid only during the
+// call.
+func (s *Store) Each(fn func(key, cell []byte) bool) {
+	var buf []byte
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		cont := true
+		sh.lww.each(func(key, value []byte) bool {
+			cont = fn(key, value[:lattice.LWWEncodedLen(value)])
+			return cont
+		})
+		if cont {
+			for k, c := range sh.cells {
+				var err error
+				buf, err = c.AppendBinary(buf[:0])
+				if err != nil {
+					continue
+				}
+				if cont = fn([]byte(k), buf); !cont {
+					break
+				}
+			}
+		}
+		sh.mu.Unlock()
+		if !cont {
+			return
+		}
+	}
+}
