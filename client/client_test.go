@@ -11,20 +11,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/trellisdb/trellis/client"
+	"github.com/trellisdb/trellis/internal/leakcheck"
 	"github.com/trellisdb/trellis/kvs"
 	"github.com/trellisdb/trellis/lattice"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// gnet's package-level worker pool, not ours (see kvs tests).
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // startNode runs a storage node on loopback and returns its native address
 // and a function that stops it.

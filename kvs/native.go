@@ -174,21 +174,45 @@ func (h *nativeHandler) handle(st *nativeConn, req *wire.Request, decodeErr erro
 
 // exec executes one request, appending its response to out.
 func (h *nativeHandler) exec(req *wire.Request, out []byte) []byte {
-	s := h.srv.store
+	switch req.Op {
+	case wire.OpPing:
+		if req.Value != nil {
+			return wire.AppendBytesResult(out, req.ID, req.Value)
+		}
+		return wire.AppendNilResult(out, req.ID)
+	case wire.OpHello:
+		return h.appendHello(out, req)
+	case wire.OpStats:
+		out, start := wire.BeginResult(out, req.ID)
+		out = h.srv.appendStats(out)
+		return wire.EndFrame(out, start)
+	}
+	if out, ok := h.srv.store.Exec(req, out); ok {
+		return out
+	}
+	return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest, "operation %s is not served here", req.Op))
+}
+
+// Exec executes a native-protocol data operation (get, put, set, delete,
+// their batch forms, set and counter updates) on the store and appends its
+// response frame to out. ok is false for an operation that is not a data
+// operation (nothing is appended then). It is what a storage node does for
+// a request, whether it arrived on the node's own port or through a peer.
+func (s *Store) Exec(req *wire.Request, out []byte) (_ []byte, ok bool) {
 	id := req.ID
 	switch req.Op {
 	case wire.OpGet:
-		return appendGet(out, id, s, req.Key)
+		return appendGet(out, id, s, req.Key), true
 	case wire.OpSet:
-		return appendNilOrError(out, id, s.SetLWW(req.Key, req.Value))
+		return appendNilOrError(out, id, s.SetLWW(req.Key, req.Value)), true
 	case wire.OpPut:
-		return appendNilOrError(out, id, s.PutEncoded(req.Key, req.Value))
+		return appendNilOrError(out, id, s.PutEncoded(req.Key, req.Value)), true
 	case wire.OpDelete:
 		existed, err := s.Delete(req.Key)
 		if err != nil {
-			return wire.AppendError(out, id, err)
+			return wire.AppendError(out, id, err), true
 		}
-		return wire.AppendIntResult(out, id, b2i(existed))
+		return wire.AppendIntResult(out, id, b2i(existed)), true
 	case wire.OpGetMany:
 		out, start := wire.BeginResult(out, id)
 		out = pack.AppendArrayHeader(out, len(req.Keys))
@@ -201,7 +225,7 @@ func (h *nativeHandler) exec(req *wire.Request, out []byte) []byte {
 				out = wire.AppendItemError(out[:mark], err)
 			}
 		}
-		return wire.EndFrame(out, start)
+		return wire.EndFrame(out, start), true
 	case wire.OpPutMany:
 		out, start := wire.BeginResult(out, id)
 		out = pack.AppendArrayHeader(out, len(req.Keys))
@@ -212,39 +236,28 @@ func (h *nativeHandler) exec(req *wire.Request, out []byte) []byte {
 				out = wire.AppendItemNil(out)
 			}
 		}
-		return wire.EndFrame(out, start)
+		return wire.EndFrame(out, start), true
 	case wire.OpDeleteMany:
 		n := int64(0)
 		for _, k := range req.Keys {
 			existed, err := s.Delete(k)
 			if err != nil {
-				return wire.AppendError(out, id, err)
+				return wire.AppendError(out, id, err), true
 			}
 			n += b2i(existed)
 		}
-		return wire.AppendIntResult(out, id, n)
+		return wire.AppendIntResult(out, id, n), true
 	case wire.OpSetAdd:
 		n, err := s.SetAdd(req.Key, req.Members)
-		return appendIntOrError(out, id, int64(n), err)
+		return appendIntOrError(out, id, int64(n), err), true
 	case wire.OpSetRemove:
 		n, err := s.SetRemove(req.Key, req.Members)
-		return appendIntOrError(out, id, int64(n), err)
+		return appendIntOrError(out, id, int64(n), err), true
 	case wire.OpCounterAdd:
 		n, err := s.CounterAdd(req.Key, req.Int)
-		return appendIntOrError(out, id, n, err)
-	case wire.OpPing:
-		if req.Value != nil {
-			return wire.AppendBytesResult(out, id, req.Value)
-		}
-		return wire.AppendNilResult(out, id)
-	case wire.OpHello:
-		return h.appendHello(out, req)
-	case wire.OpStats:
-		out, start := wire.BeginResult(out, id)
-		out = h.srv.appendStats(out)
-		return wire.EndFrame(out, start)
+		return appendIntOrError(out, id, n, err), true
 	}
-	return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "operation %s is not served here", req.Op))
+	return out, false
 }
 
 func (h *nativeHandler) appendHello(out []byte, req *wire.Request) []byte {

@@ -14,21 +14,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
+	"github.com/trellisdb/trellis/internal/leakcheck"
 	"github.com/trellisdb/trellis/resp"
 	"github.com/trellisdb/trellis/wire"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// gnet's package-level worker pool (ants), started when gnet is
-		// initialised and shared by every engine in the process; it is not a
-		// goroutine of ours and lives as long as the process.
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // testNode is a storage node serving on loopback ports the OS picked.
 type testNode struct {

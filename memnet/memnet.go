@@ -7,8 +7,10 @@
 // Faults are injected with hooks: requests or responses dropped, requests
 // delivered twice, delivery delayed, the network partitioned into groups, a
 // node detached (crashed), calls to a node held and then released in a
-// shuffled order. Fault decisions come from one seeded source, so a test
-// that makes its calls in a fixed order sees the same faults every run.
+// shuffled order. Fault decisions for the calls from one address to another
+// come from a source seeded by the network's seed and the two addresses, so
+// a test whose calls between each pair happen in a fixed order sees the same
+// faults every run, however calls between different pairs interleave.
 //
 // Everything is safe for concurrent use.
 package memnet
@@ -17,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -63,7 +66,9 @@ type Stats struct {
 // Network connects attached nodes. The zero value is not usable; use New.
 type Network struct {
 	mu       sync.Mutex
-	rng      *rand.Rand
+	seed     uint64
+	rng      *rand.Rand               // Hold shuffles
+	pairs    map[[2]string]*rand.Rand // fault decisions per (from, to)
 	handlers map[string]Handler
 	faults   Faults
 	group    map[string]int // partition group of an address; absent = group 0
@@ -88,7 +93,9 @@ type heldCall struct {
 // New returns an empty network whose fault decisions come from seed.
 func New(seed uint64) *Network {
 	return &Network{
+		seed:     seed,
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		pairs:    map[[2]string]*rand.Rand{},
 		handlers: map[string]Handler{},
 		group:    map[string]int{},
 		holds:    map[string]*hold{},
@@ -119,7 +126,8 @@ func (n *Network) SetFaults(f Faults) {
 }
 
 // Partition splits the network: addresses in different groups cannot reach
-// each other. Addresses in no group form one more group together.
+// each other. Addresses in no group (clients, say) are not cut off from
+// anyone.
 func (n *Network) Partition(groups ...[]string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -232,7 +240,9 @@ func (n *Network) decide(from, to string) decision {
 	defer n.mu.Unlock()
 	n.stats.Calls++
 	var d decision
-	if n.parted && n.group[from] != n.group[to] {
+	gf, inF := n.group[from]
+	gt, inT := n.group[to]
+	if n.parted && inF && inT && gf != gt {
 		d.unreachable = true
 		n.stats.Unreachable++
 		return d
@@ -244,11 +254,15 @@ func (n *Network) decide(from, to string) decision {
 		return d
 	}
 	f := n.faults
-	d.dropReq = f.DropRequest > 0 && n.rng.Float64() < f.DropRequest
-	d.dropResp = !d.dropReq && f.DropResponse > 0 && n.rng.Float64() < f.DropResponse
-	d.dupe = !d.dropReq && f.Duplicate > 0 && n.rng.Float64() < f.Duplicate
+	rng := n.pairRand(from, to)
+	// Draw every decision, used or not, so that one pair's sequence of
+	// decisions does not depend on which faults are switched on.
+	p1, p2, p3, p4 := rng.Float64(), rng.Float64(), rng.Float64(), rng.Uint64()
+	d.dropReq = p1 < f.DropRequest
+	d.dropResp = !d.dropReq && p2 < f.DropResponse
+	d.dupe = !d.dropReq && p3 < f.Duplicate
 	if f.MaxDelay > 0 {
-		d.delay = time.Duration(n.rng.Int64N(int64(f.MaxDelay)))
+		d.delay = time.Duration(p4 % uint64(f.MaxDelay))
 	}
 	switch {
 	case d.dropReq:
@@ -266,6 +280,29 @@ func (n *Network) decide(from, to string) decision {
 		n.heldNote = make(chan struct{})
 	}
 	return d
+}
+
+// pairRand returns the fault source of calls from one address to another.
+// n.mu is held.
+func (n *Network) pairRand(from, to string) *rand.Rand {
+	k := [2]string{from, to}
+	r := n.pairs[k]
+	if r == nil {
+		h := fnv64(from) ^ bits.RotateLeft64(fnv64(to), 17)
+		r = rand.New(rand.NewPCG(n.seed, h))
+		n.pairs[k] = r
+	}
+	return r
+}
+
+// fnv64 is FNV-1a, enough to derive per-pair seeds.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // Call sends req to the node at to and returns its decoded response. The

@@ -62,6 +62,8 @@ func TestPartitionAndHeal(t *testing.T) {
 	require.ErrorIs(t, err, memnet.ErrUnreachable)
 	_, err = ping(t, n.Endpoint("b"), "c", "x")
 	require.NoError(t, err)
+	_, err = ping(t, n.Endpoint("client"), "a", "x")
+	require.NoError(t, err, "an address in no group reaches everyone")
 	n.Heal()
 	_, err = ping(t, n.Endpoint("a"), "b", "x")
 	require.NoError(t, err)

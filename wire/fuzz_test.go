@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/trellisdb/trellis/wire"
@@ -33,7 +34,8 @@ func FuzzRequest(f *testing.F) {
 			}
 			if again.ID != r.ID || again.Op != r.Op || again.Opts != r.Opts || !equalBytes(again.Key, r.Key) ||
 				!equalBytes(again.Value, r.Value) || again.Int != r.Int || !equalLists(again.Keys, r.Keys) ||
-				!equalLists(again.Values, r.Values) || !equalLists(again.Members, r.Members) {
+				!equalLists(again.Values, r.Values) || !equalLists(again.Members, r.Members) ||
+				fmt.Sprint(again.Uints) != fmt.Sprint(r.Uints) {
 				t.Fatalf("round trip changed the request: %+v vs %+v", r, again)
 			}
 		}

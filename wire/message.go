@@ -24,13 +24,21 @@ const (
 	OpCounterAdd Op = 11 // [key, int delta] → int: the counter's new value (PN-counter)
 	OpDeleteMany Op = 12 // [[key...]] → int: how many keys held a value
 	OpStats      Op = 13 // [] → map of node and per-shard statistics
+
+	// Operations between storage nodes (docs/cluster-design.md).
+	OpReplicate Op = 32 // [key, cell] → int: 1 if the cell changed the key; honours AckDurable
+	OpGossip    Op = 33 // [[key...], [cell...]] → nil; merges every cell
+	OpDigest    Op = 34 // [requester id, bucket bits] → bin: 2^bits big-endian uint64 digests of the keys both nodes replicate
+	OpBucket    Op = 35 // [requester id, bucket bits, bucket] → [[key, cell hash]...] of that bucket
+	OpFetch     Op = 36 // [[key...]] → items: each key's cell (not found if absent)
 )
 
 var opNames = [...]string{
 	OpHello: "hello", OpPing: "ping", OpGet: "get", OpPut: "put", OpDelete: "delete",
 	OpGetMany: "getmany", OpPutMany: "putmany", OpSet: "set", OpSetAdd: "setadd",
 	OpSetRemove: "setremove", OpCounterAdd: "counteradd", OpDeleteMany: "deletemany",
-	OpStats: "stats",
+	OpStats: "stats", OpReplicate: "replicate", OpGossip: "gossip", OpDigest: "digest",
+	OpBucket: "bucket", OpFetch: "fetch",
 }
 
 func (o Op) String() string {
@@ -47,11 +55,15 @@ func (o Op) Known() bool { return int(o) < len(opNames) && opNames[o] != "" }
 // applies to it.
 func (o Op) IsWrite() bool {
 	switch o {
-	case OpPut, OpSet, OpDelete, OpPutMany, OpDeleteMany, OpSetAdd, OpSetRemove, OpCounterAdd:
+	case OpPut, OpSet, OpDelete, OpPutMany, OpDeleteMany, OpSetAdd, OpSetRemove, OpCounterAdd,
+		OpReplicate, OpGossip:
 		return true
 	}
 	return false
 }
+
+// IsPeer reports whether o is an operation between storage nodes.
+func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpFetch }
 
 // layout is the shape of an operation's arguments.
 type layout uint8
@@ -66,6 +78,7 @@ const (
 	layoutKeyMembers               // key, [member...]
 	layoutKeyInt                   // key, int
 	layoutHello                    // uint, str
+	layoutUints                    // 2 or 3 uints
 )
 
 var layouts = [...]layout{
@@ -73,6 +86,8 @@ var layouts = [...]layout{
 	OpDelete: layoutKey, OpGetMany: layoutKeys, OpPutMany: layoutKeysValues,
 	OpSet: layoutKeyValue, OpSetAdd: layoutKeyMembers, OpSetRemove: layoutKeyMembers,
 	OpCounterAdd: layoutKeyInt, OpDeleteMany: layoutKeys, OpStats: layoutNone,
+	OpReplicate: layoutKeyValue, OpGossip: layoutKeysValues, OpDigest: layoutUints,
+	OpBucket: layoutUints, OpFetch: layoutKeys,
 }
 
 func (o Op) layout() layout {
@@ -121,14 +136,15 @@ type Request struct {
 	Values  [][]byte // OpPutMany (encodings, parallel to Keys)
 	Members [][]byte // OpSetAdd, OpSetRemove
 	Int     int64    // OpCounterAdd (delta), OpHello (protocol version)
+	Uints   []uint64 // OpDigest (2), OpBucket (3)
 }
 
 // Decode decodes a request body. On error the request's fields are
 // unspecified except ID, which holds the request id when it could be read (so
 // that the server can answer it).
 func (r *Request) Decode(body []byte, _ Limits) error {
-	keys, values, members := r.Keys[:0], r.Values[:0], r.Members[:0]
-	*r = Request{Keys: keys, Values: values, Members: members}
+	keys, values, members, uints := r.Keys[:0], r.Values[:0], r.Members[:0], r.Uints[:0]
+	*r = Request{Keys: keys, Values: values, Members: members, Uints: uints}
 	// No pack.Validate pass: this decoder never recurses, and pack.Reader
 	// checks each size against the bytes that remain before it is used, so
 	// nothing here can allocate more than the body's length or nest deeper
@@ -252,6 +268,20 @@ func (r *Request) decodeArgs(rd *pack.Reader, nargs int) error {
 				r.Int, err = rd.Int()
 			}
 		}
+	case layoutUints:
+		n := 2
+		if r.Op == OpBucket {
+			n = 3
+		}
+		if err = want(n); err == nil {
+			for range n {
+				var u uint64
+				if u, err = rd.Uint(); err != nil {
+					break
+				}
+				r.Uints = append(r.Uints, u)
+			}
+		}
 	case layoutHello:
 		if err = want(2); err == nil {
 			var v uint64
@@ -300,6 +330,8 @@ func (r *Request) AppendFrame(b []byte) []byte {
 		nargs = 1
 	case layoutKeyValue, layoutKeysValues, layoutKeyMembers, layoutKeyInt, layoutHello:
 		nargs = 2
+	case layoutUints:
+		nargs = len(r.Uints)
 	}
 	b = AppendRequestHeader(b, r.ID, r.Op, r.Opts, nargs)
 	switch r.Op.layout() {
@@ -321,6 +353,10 @@ func (r *Request) AppendFrame(b []byte) []byte {
 		b = pack.AppendInt(pack.AppendBytes(b, r.Key), r.Int)
 	case layoutHello:
 		b = pack.AppendString(pack.AppendUint(b, uint64(r.Int)), string(r.Value))
+	case layoutUints:
+		for _, u := range r.Uints {
+			b = pack.AppendUint(b, u)
+		}
 	}
 	return endFrame(b, start)
 }

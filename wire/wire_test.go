@@ -17,7 +17,8 @@ import (
 var knownOps = []wire.Op{
 	wire.OpHello, wire.OpPing, wire.OpGet, wire.OpPut, wire.OpDelete, wire.OpGetMany,
 	wire.OpPutMany, wire.OpSet, wire.OpSetAdd, wire.OpSetRemove, wire.OpCounterAdd,
-	wire.OpDeleteMany, wire.OpStats,
+	wire.OpDeleteMany, wire.OpStats, wire.OpReplicate, wire.OpGossip, wire.OpDigest,
+	wire.OpBucket, wire.OpFetch,
 }
 
 func genBytes() *rapid.Generator[[]byte] { return rapid.SliceOfN(rapid.Byte(), 0, 40) }
@@ -36,11 +37,15 @@ func genRequest(t *rapid.T) wire.Request {
 	switch r.Op {
 	case wire.OpGet, wire.OpDelete:
 		r.Key = key
-	case wire.OpPut, wire.OpSet:
+	case wire.OpPut, wire.OpSet, wire.OpReplicate:
 		r.Key, r.Value = key, genBytes().Draw(t, "value")
-	case wire.OpGetMany, wire.OpDeleteMany:
+	case wire.OpDigest:
+		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits")}
+	case wire.OpBucket:
+		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits"), rapid.Uint64().Draw(t, "b")}
+	case wire.OpGetMany, wire.OpDeleteMany, wire.OpFetch:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
-	case wire.OpPutMany:
+	case wire.OpPutMany, wire.OpGossip:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
 		r.Values = rapid.SliceOfN(genBytes(), len(r.Keys), len(r.Keys)).Draw(t, "values")
 	case wire.OpSetAdd, wire.OpSetRemove:
@@ -89,6 +94,10 @@ func TestRequestRoundTrip(t *testing.T) {
 		require.True(t, equalLists(r.Values, got.Values))
 		require.True(t, equalLists(r.Members, got.Members))
 		require.Equal(t, r.Int, got.Int)
+		require.Equal(t, len(r.Uints), len(got.Uints))
+		for i := range r.Uints {
+			require.Equal(t, r.Uints[i], got.Uints[i])
+		}
 	})
 }
 

@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/trellisdb/trellis/pack"
+	"github.com/trellisdb/trellis/route"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// Run gossips every GossipEvery and runs anti-entropy with every peer every
+// AntiEntropyEvery, until ctx ends; then it waits for replication calls in
+// flight.
+func (n *Node) Run(ctx context.Context) error {
+	gossip := time.NewTicker(n.cfg.GossipEvery)
+	defer gossip.Stop()
+	ae := time.NewTicker(n.cfg.AntiEntropyEvery)
+	defer ae.Stop()
+	defer n.bg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-gossip.C:
+			n.GossipOnce(ctx)
+		case <-ae.C:
+			n.AntiEntropyOnce(ctx)
+		}
+	}
+}
+
+// GossipOnce sends the cells of the keys queued for gossip to every replica
+// of each (on the current and the pending ring), batched per peer, and
+// returns how many keys it sent. Keys whose batch fails are queued again.
+func (n *Node) GossipOnce(ctx context.Context) int {
+	n.mu.Lock()
+	keys := slices.Collect(maps.Keys(n.pending))
+	clear(n.pending)
+	n.mu.Unlock()
+	if len(keys) == 0 {
+		return 0
+	}
+	slices.Sort(keys) // a deterministic order for deterministic tests
+	v := n.view.Load()
+	batches := map[string]*wire.Request{}
+	var addrs []string
+	var buf []route.Member
+	for _, k := range keys {
+		cell, ok := n.store.Cell([]byte(k), nil)
+		if !ok {
+			continue
+		}
+		buf = v.allReplicas([]byte(k), buf[:0])
+		for _, m := range buf {
+			if m.ID == n.cfg.ID {
+				continue
+			}
+			b := batches[m.Addr]
+			if b == nil {
+				b = &wire.Request{Op: wire.OpGossip, Opts: wire.Options{Epoch: v.state.Epoch}}
+				batches[m.Addr] = b
+				addrs = append(addrs, m.Addr)
+			}
+			b.Keys = append(b.Keys, []byte(k))
+			b.Values = append(b.Values, cell)
+		}
+	}
+	slices.Sort(addrs)
+	sent := 0
+	for _, a := range addrs {
+		b := batches[a]
+		if err := n.call(ctx, a, b); err != nil {
+			for _, k := range b.Keys {
+				n.enqueue(k)
+			}
+			continue
+		}
+		sent += len(b.Keys)
+	}
+	return sent
+}
+
+// call makes a call bounded by ReplicaTimeout and returns its error, the
+// transport's or the peer's.
+func (n *Node) call(ctx context.Context, addr string, req *wire.Request) error {
+	_, err := n.callResp(ctx, addr, req)
+	return err
+}
+
+func (n *Node) callResp(ctx context.Context, addr string, req *wire.Request) (*wire.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicaTimeout)
+	defer cancel()
+	resp, err := n.cfg.Transport.Call(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, resp.Err()
+}
+
+// AESummary is what one anti-entropy exchange did.
+type AESummary struct {
+	Peers           int // peers compared with
+	DiffBuckets     int // buckets whose digests differed
+	Fetched, Pushed int // keys taken from and sent to peers
+	Errors          int // peers that could not be compared
+}
+
+// AntiEntropyOnce compares digests with every other member and exchanges
+// the cells that differ, in both directions.
+func (n *Node) AntiEntropyOnce(ctx context.Context) AESummary {
+	var sum AESummary
+	v := n.view.Load()
+	seen := map[uint64]bool{n.cfg.ID: true}
+	for _, ms := range [][]route.Member{v.members, v.pmember} {
+		for _, m := range ms {
+			if seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			sum.Peers++
+			s, err := n.syncWith(ctx, m)
+			if err != nil {
+				sum.Errors++
+				n.log.Debug("anti-entropy failed", "peer", m.ID, "err", err)
+			}
+			sum.DiffBuckets += s.DiffBuckets
+			sum.Fetched += s.Fetched
+			sum.Pushed += s.Pushed
+		}
+	}
+	return sum
+}
+
+// syncWith runs one anti-entropy exchange with p.
+func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) {
+	var sum AESummary
+	bits := n.cfg.BucketBits
+	local := n.digests(p.ID, bits)
+	resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpDigest, Uints: []uint64{n.cfg.ID, uint64(bits)}})
+	if err != nil {
+		return sum, err
+	}
+	raw, err := resp.Bytes()
+	if err != nil || len(raw) != 8*len(local) {
+		return sum, fmt.Errorf("cluster: bad digest from %d", p.ID)
+	}
+	diff := map[uint64]bool{}
+	for b := range local {
+		if binary.BigEndian.Uint64(raw[8*b:]) != local[b] {
+			diff[uint64(b)] = true
+		}
+	}
+	sum.DiffBuckets = len(diff)
+	if len(diff) == 0 {
+		return sum, nil
+	}
+	mine := n.bucketKeys(p.ID, bits, diff)
+	theirs := map[string]uint64{}
+	for _, b := range slices.Sorted(maps.Keys(diff)) {
+		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpBucket, Uints: []uint64{n.cfg.ID, uint64(bits), b}})
+		if err != nil {
+			return sum, err
+		}
+		if err := readKeyHashes(resp.Result, theirs); err != nil {
+			return sum, fmt.Errorf("cluster: bad bucket from %d: %w", p.ID, err)
+		}
+	}
+	var fetch, push [][]byte
+	for k, h := range theirs {
+		if mine[k] != h {
+			fetch = append(fetch, []byte(k))
+		}
+	}
+	for k, h := range mine {
+		if th, ok := theirs[k]; !ok || th != h {
+			push = append(push, []byte(k))
+		}
+	}
+	slices.SortFunc(fetch, bytes.Compare)
+	if len(fetch) > 0 {
+		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpFetch, Keys: fetch})
+		if err != nil {
+			return sum, err
+		}
+		items, err := resp.Items(nil)
+		if err != nil || len(items) != len(fetch) {
+			return sum, fmt.Errorf("cluster: bad fetch reply from %d", p.ID)
+		}
+		for i, it := range items {
+			if it.Err() != nil {
+				continue // gone since: nothing to take
+			}
+			if _, err := n.store.MergeCell(fetch[i], it.Value); err != nil {
+				return sum, err
+			}
+			sum.Fetched++
+			if _, ok := mine[string(fetch[i])]; ok {
+				push = append(push, fetch[i]) // both had it: send back the join
+			}
+		}
+	}
+	if len(push) > 0 {
+		slices.SortFunc(push, bytes.Compare)
+		g := &wire.Request{Op: wire.OpGossip}
+		for _, k := range push {
+			if cell, ok := n.store.Cell(k, nil); ok {
+				g.Keys = append(g.Keys, k)
+				g.Values = append(g.Values, cell)
+			}
+		}
+		if err := n.call(ctx, p.Addr, g); err != nil {
+			return sum, err
+		}
+		sum.Pushed = len(g.Keys)
+	}
+	return sum, nil
+}
+
+// readKeyHashes decodes a bucket reply, [[key, hash]...], into m.
+func readKeyHashes(b []byte, m map[string]uint64) error {
+	rd := pack.NewReader(b)
+	n, err := rd.ArrayLen()
+	if err != nil {
+		return err
+	}
+	for range n {
+		if l, err := rd.ArrayLen(); err != nil || l != 2 {
+			return fmt.Errorf("bad entry")
+		}
+		k, err := rd.Bytes()
+		if err != nil {
+			return err
+		}
+		h, err := rd.Uint()
+		if err != nil {
+			return err
+		}
+		m[string(k)] = h
+	}
+	return nil
+}

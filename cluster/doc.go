@@ -1,0 +1,17 @@
+// Package cluster makes a storage node (a kvs.Store) a member of a cluster:
+// it knows from the routing state which keys the node replicates, checks
+// that requests reach a responsible node, replicates writes to the key's
+// other replicas with the acknowledgement the client asked for, gossips
+// what it could not replicate at once, and repairs replicas by
+// anti-entropy. docs/cluster-design.md describes the protocol.
+//
+// A Node is driven from outside: SetState gives it each new routing state;
+// Serve handles requests (client operations and the storage-node
+// operations of package wire) however they arrived; Run does the periodic
+// work, which tests can also do step by step with GossipOnce and
+// AntiEntropyOnce. Peers are reached through a Transport (memnet in tests).
+//
+// Replication moves whole cells (lattice.Cell: the value and its delete
+// epoch), and every receiver merges them (kvs.Store.MergeCell), so repeated,
+// reordered or concurrent deliveries converge.
+package cluster

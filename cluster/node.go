@@ -1,0 +1,382 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellisdb/trellis/kvs"
+	"github.com/trellisdb/trellis/ring"
+	"github.com/trellisdb/trellis/route"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// Transport carries a node's calls to its peers. Call returns the peer's
+// response (which may carry a server error) or a transport error. It must be
+// safe for concurrent use.
+type Transport interface {
+	Call(ctx context.Context, to string, req *wire.Request) (*wire.Response, error)
+}
+
+// Config configures a Node. Store, Transport and ID are required; every
+// other field's zero value means its default.
+type Config struct {
+	ID        uint64     // this node's member id (its store's node id)
+	Store     *kvs.Store // the node's data
+	Transport Transport  // how peers are reached
+	// DefaultAck is the acknowledgement of writes that ask for none.
+	// Default AckQuorum.
+	DefaultAck wire.Ack
+	// Vnodes is the number of points per member on the global ring.
+	// Default route.DefaultVnodes.
+	Vnodes int
+	// GossipEvery is how often Run sends the writes not yet replicated
+	// everywhere. Default 50 ms.
+	GossipEvery time.Duration
+	// AntiEntropyEvery is how often Run compares digests with every peer.
+	// Default 10 s.
+	AntiEntropyEvery time.Duration
+	// BucketBits sets the number of anti-entropy buckets (2^BucketBits).
+	// Default 10.
+	BucketBits uint
+	// ReplicaTimeout bounds one call to a peer. Default 2 s.
+	ReplicaTimeout time.Duration
+	// Logger receives the node's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config.
+const (
+	DefaultGossipEvery      = 50 * time.Millisecond
+	DefaultAntiEntropyEvery = 10 * time.Second
+	DefaultBucketBits       = 10
+	DefaultReplicaTimeout   = 2 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.DefaultAck == wire.AckDefault {
+		c.DefaultAck = wire.AckQuorum
+	}
+	if c.Vnodes == 0 {
+		c.Vnodes = route.DefaultVnodes
+	}
+	if c.GossipEvery == 0 {
+		c.GossipEvery = DefaultGossipEvery
+	}
+	if c.AntiEntropyEvery == 0 {
+		c.AntiEntropyEvery = DefaultAntiEntropyEvery
+	}
+	if c.BucketBits == 0 {
+		c.BucketBits = DefaultBucketBits
+	}
+	if c.ReplicaTimeout == 0 {
+		c.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports whether c is usable.
+func (c Config) Validate() error {
+	switch {
+	case c.ID == 0:
+		return errors.New("cluster: node id is required")
+	case c.Store == nil:
+		return errors.New("cluster: store is required")
+	case c.Transport == nil:
+		return errors.New("cluster: transport is required")
+	case c.BucketBits > 20:
+		return fmt.Errorf("cluster: bucket bits %d > 20", c.BucketBits)
+	}
+	return nil
+}
+
+// view is a routing state with its rings, immutable once built.
+type view struct {
+	state   route.State
+	ring    *ring.Ring     // active + leaving members; nil with none
+	members []route.Member // members[i] is ring member i
+	pending *ring.Ring     // active + joining members (hand-offs under way)
+	pmember []route.Member
+}
+
+func newView(st route.State, vnodes int) (*view, error) {
+	v := &view{state: st}
+	var err error
+	if v.ring, err = st.Ring(vnodes); err != nil {
+		return nil, err
+	}
+	if v.pending, err = st.PendingRing(vnodes); err != nil {
+		return nil, err
+	}
+	v.members, v.pmember = membersOf(st, v.ring), membersOf(st, v.pending)
+	return v, nil
+}
+
+func membersOf(st route.State, r *ring.Ring) []route.Member {
+	if r == nil {
+		return nil
+	}
+	out := make([]route.Member, r.Len())
+	for i := range out {
+		id, _ := strconv.ParseUint(r.Member(i), 10, 64)
+		out[i], _ = st.Member(id)
+	}
+	return out
+}
+
+// replicas appends key's responsible members on the current ring to dst.
+func (v *view) replicas(key []byte, dst []route.Member) []route.Member {
+	return v.appendReplicas(v.ring, v.members, key, dst)
+}
+
+// allReplicas appends key's responsible members on the current and the
+// pending ring (each once) to dst: where its writes must go during a
+// hand-off.
+func (v *view) allReplicas(key []byte, dst []route.Member) []route.Member {
+	dst = v.replicas(key, dst)
+	n := len(dst)
+	for _, m := range v.appendReplicas(v.pending, v.pmember, key, nil) {
+		if !containsMember(dst[:n], m.ID) {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
+
+func (v *view) appendReplicas(r *ring.Ring, members []route.Member, key []byte, dst []route.Member) []route.Member {
+	if r == nil {
+		return dst
+	}
+	var buf [8]int
+	for _, i := range r.Replicas(ring.KeyHash(key), v.state.RF(key), buf[:0]) {
+		dst = append(dst, members[i])
+	}
+	return dst
+}
+
+func containsMember(ms []route.Member, id uint64) bool {
+	for _, m := range ms {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Node is a storage node's cluster membership. It is safe for concurrent
+// use. Close (or the end of Run's context) stops its background calls.
+type Node struct {
+	cfg   Config
+	store *kvs.Store
+	log   *slog.Logger
+
+	view atomic.Pointer[view]
+
+	mu      sync.Mutex          // guards pending
+	pending map[string]struct{} // keys whose cell some replica may lack
+
+	bg     sync.WaitGroup // replication calls that outlive their request
+	closed atomic.Bool
+}
+
+// New returns a node with an empty routing state: until SetState it is
+// responsible for every key and has no peers.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Logger, pending: map[string]struct{}{}}
+	v, _ := newView(route.State{}, cfg.Vnodes)
+	n.view.Store(v)
+	return n, nil
+}
+
+// SetState makes st the node's routing state, if it is newer (by epoch)
+// than the one it has. It returns an error only for a state whose rings
+// cannot be built.
+func (n *Node) SetState(st route.State) error {
+	for {
+		cur := n.view.Load()
+		if st.Epoch <= cur.state.Epoch && cur.state.Epoch != 0 {
+			return nil
+		}
+		v, err := newView(st, n.cfg.Vnodes)
+		if err != nil {
+			return err
+		}
+		if n.view.CompareAndSwap(cur, v) {
+			return nil
+		}
+	}
+}
+
+// State returns the node's routing state.
+func (n *Node) State() route.State { return n.view.Load().state }
+
+// Epoch returns the epoch of the node's routing state.
+func (n *Node) Epoch() uint64 { return n.view.Load().state.Epoch }
+
+// Replicas appends key's responsible members to dst.
+func (n *Node) Replicas(key []byte, dst []route.Member) []route.Member {
+	return n.view.Load().replicas(key, dst)
+}
+
+// Responsible reports whether this node replicates key. With no members at
+// all (a node outside any cluster), it is responsible for everything.
+func (n *Node) Responsible(key []byte) bool {
+	v := n.view.Load()
+	if v.ring == nil {
+		return true
+	}
+	var buf [8]route.Member
+	return containsMember(v.replicas(key, buf[:0]), n.cfg.ID)
+}
+
+// quorum is the number of acknowledgements a quorum write of a key with r
+// replicas needs: a majority.
+func quorum(r int) int { return r/2 + 1 }
+
+// ErrQuorum is wrapped by a write that could not reach enough replicas in
+// time. The write may still have been applied at some of them; retrying it
+// is safe (merges are idempotent).
+var ErrQuorum = fmt.Errorf("%w: write not acknowledged by enough replicas", wire.ErrUnavailable)
+
+// Replicate sends key's cell, after a local write of it, to the key's other
+// replicas, and returns once ack is satisfied: AckLocal at once (the other
+// replicas get it by gossip), AckQuorum once a majority of the replicas
+// (this node included) hold it, AckDurable once a majority hold it synced to
+// disk. Replicas it could not reach in time get the key by gossip.
+func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
+	if ack == wire.AckDefault {
+		ack = n.cfg.DefaultAck
+	}
+	v := n.view.Load()
+	var buf [8]route.Member
+	targets := v.allReplicas(key, buf[:0])
+	var current [8]route.Member
+	replicas := v.replicas(key, current[:0])
+	self := containsMember(replicas, n.cfg.ID)
+	need := 0
+	if ack != wire.AckLocal {
+		need = quorum(len(replicas))
+		if self {
+			need-- // this node's own copy counts
+		}
+	}
+	var peers []route.Member
+	for _, m := range targets {
+		if m.ID != n.cfg.ID {
+			peers = append(peers, m)
+		}
+	}
+	if ack == wire.AckDurable && self {
+		if err := n.waitDurable(ctx); err != nil {
+			n.enqueue(key)
+			return err
+		}
+	}
+	if len(peers) == 0 {
+		return nil
+	}
+	cell, ok := n.store.Cell(key, nil)
+	if !ok {
+		return nil // nothing to replicate (a tombstone already collected)
+	}
+	if need == 0 {
+		n.enqueue(key)
+		return nil
+	}
+	// Send to every peer at once. The calls outlive this request (the other
+	// replicas get the write too), bounded by ReplicaTimeout; a call that
+	// fails queues the key for gossip itself, so nobody has to wait for the
+	// stragglers. The channel holds every result, so no sender blocks.
+	acks := make(chan bool, len(peers))
+	for _, p := range peers {
+		counted := containsMember(replicas, p.ID)
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			err := n.replicateTo(p, key, cell, ack)
+			if err != nil {
+				n.enqueue(key)
+			}
+			acks <- err == nil && counted
+		}()
+	}
+	acked := 0
+	for range peers {
+		select {
+		case ok := <-acks:
+			if ok {
+				if acked++; acked >= need {
+					return nil
+				}
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
+		}
+	}
+	return fmt.Errorf("%w: %d of %d replica acknowledgements", ErrQuorum, acked, need)
+}
+
+// replicateTo sends one REPLICATE call.
+func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack) error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
+	defer cancel()
+	req := wire.Request{Op: wire.OpReplicate, Key: key, Value: cell, Opts: wire.Options{Ack: ack, Epoch: n.Epoch()}}
+	resp, err := n.cfg.Transport.Call(ctx, p.Addr, &req)
+	if err != nil {
+		return err
+	}
+	return resp.Err()
+}
+
+// waitDurable waits until the store has synced every write made so far.
+func (n *Node) waitDurable(ctx context.Context) error {
+	if !n.store.HasDisk() {
+		return fmt.Errorf("%w: a durable acknowledgement needs nodes with a data directory", wire.ErrUnavailable)
+	}
+	done := make(chan struct{})
+	n.store.OnDurable(n.store.WriteSeq(), func() { close(done) })
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue marks key for the next gossip round.
+func (n *Node) enqueue(key []byte) {
+	n.mu.Lock()
+	n.pending[string(key)] = struct{}{}
+	n.mu.Unlock()
+}
+
+// Pending returns how many keys wait for gossip.
+func (n *Node) Pending() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending)
+}
+
+// Wait waits for the replication calls still in flight (those that outlive
+// the writes that started them). Tests use it to make each step finish
+// before the next.
+func (n *Node) Wait() { n.bg.Wait() }
+
+// Close waits for replication calls still in flight. The node must not be
+// used afterwards.
+func (n *Node) Close() {
+	n.closed.Store(true)
+	n.bg.Wait()
+}

@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/trellisdb/trellis/pack"
+	"github.com/trellisdb/trellis/ring"
+	"github.com/trellisdb/trellis/route"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// Serve handles one request, from a client or a peer, and appends its
+// response frame to out. Client operations on keys this node does not
+// replicate are answered CodeWrongOwner with the node's epoch. Writes are
+// replicated before they are answered, as their Ack asks. It may block (on
+// replication and on disk syncs): a caller on an event loop runs it aside.
+func (n *Node) Serve(ctx context.Context, from string, req *wire.Request, out []byte) []byte {
+	if req.Op.IsPeer() {
+		return n.servePeer(ctx, req, out)
+	}
+	return n.serveClient(ctx, req, out)
+}
+
+// keysOf returns the keys a client request names.
+func keysOf(req *wire.Request) [][]byte {
+	if req.Key != nil {
+		return [][]byte{req.Key}
+	}
+	return req.Keys
+}
+
+func (n *Node) serveClient(ctx context.Context, req *wire.Request, out []byte) []byte {
+	keys := keysOf(req)
+	for _, k := range keys {
+		if !n.Responsible(k) {
+			return wire.AppendError(out, req.ID, &wire.Error{Code: wire.CodeWrongOwner,
+				Msg: fmt.Sprintf("node %d does not replicate key %.64q", n.cfg.ID, k), Epoch: n.Epoch()})
+		}
+	}
+	ack := req.Opts.Ack
+	if ack == wire.AckDefault {
+		ack = n.cfg.DefaultAck
+	}
+	if req.Op.IsWrite() && ack == wire.AckDurable && !n.store.HasDisk() {
+		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeUnavailable,
+			"a durable acknowledgement needs a node with a data directory"))
+	}
+	mark := len(out)
+	out, ok := n.store.Exec(req, out)
+	if !ok {
+		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest, "operation %s is not served here", req.Op))
+	}
+	if !req.Op.IsWrite() || !succeeded(out[mark:]) {
+		return out
+	}
+	for _, k := range keys {
+		if err := n.Replicate(ctx, k, ack); err != nil {
+			return wire.AppendError(out[:mark], req.ID, err)
+		}
+	}
+	return out
+}
+
+// succeeded reports whether the response frame at the start of frame is a
+// success.
+func succeeded(frame []byte) bool {
+	body, _, err := wire.SplitFrame(frame, wire.Limits{})
+	if err != nil {
+		return false
+	}
+	var r wire.Response
+	return r.Decode(body, wire.Limits{}) == nil && r.Code == wire.CodeOK
+}
+
+func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []byte {
+	id := req.ID
+	switch req.Op {
+	case wire.OpReplicate:
+		changed, err := n.store.MergeCell(req.Key, req.Value)
+		if err != nil {
+			return wire.AppendError(out, id, err)
+		}
+		if req.Opts.Ack == wire.AckDurable {
+			if err := n.waitDurable(ctx); err != nil {
+				return wire.AppendError(out, id, err)
+			}
+		}
+		return wire.AppendIntResult(out, id, int64(btoi(changed)))
+	case wire.OpGossip:
+		for i, k := range req.Keys {
+			if _, err := n.store.MergeCell(k, req.Values[i]); err != nil {
+				return wire.AppendError(out, id, err)
+			}
+		}
+		return wire.AppendNilResult(out, id)
+	case wire.OpDigest:
+		bits, ok := n.bitsArg(req)
+		if !ok {
+			return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "bad digest arguments"))
+		}
+		d := n.digests(req.Uints[0], bits)
+		out, start := wire.BeginResult(out, id)
+		out = pack.AppendBinHeader(out, 8*len(d))
+		for _, x := range d {
+			out = binary.BigEndian.AppendUint64(out, x)
+		}
+		return wire.EndFrame(out, start)
+	case wire.OpBucket:
+		bits, ok := n.bitsArg(req)
+		if !ok || req.Uints[2] >= 1<<bits {
+			return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "bad bucket arguments"))
+		}
+		keys := n.bucketKeys(req.Uints[0], bits, map[uint64]bool{req.Uints[2]: true})
+		out, start := wire.BeginResult(out, id)
+		out = pack.AppendArrayHeader(out, len(keys))
+		for k, h := range keys {
+			out = pack.AppendArrayHeader(out, 2)
+			out = pack.AppendUint(pack.AppendBytes(out, []byte(k)), h)
+		}
+		return wire.EndFrame(out, start)
+	case wire.OpFetch:
+		out, start := wire.BeginResult(out, id)
+		out = pack.AppendArrayHeader(out, len(req.Keys))
+		var cell []byte
+		for _, k := range req.Keys {
+			var ok bool
+			if cell, ok = n.store.Cell(k, cell[:0]); ok {
+				out = wire.AppendItemBytes(out, cell)
+			} else {
+				out = wire.AppendItemError(out, wire.ErrNotFound)
+			}
+		}
+		return wire.EndFrame(out, start)
+	}
+	return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "operation %s is not served here", req.Op))
+}
+
+// bitsArg checks the bucket-bits argument of a digest or bucket request.
+func (n *Node) bitsArg(req *wire.Request) (uint, bool) {
+	if len(req.Uints) < 2 || req.Uints[1] == 0 || req.Uints[1] > 20 {
+		return 0, false
+	}
+	return uint(req.Uints[1]), true
+}
+
+// shares reports whether this node and peer both replicate key (on the
+// current or the pending ring).
+func (v *view) shares(key []byte, self, peer uint64) bool {
+	var buf [8]route.Member
+	rs := v.allReplicas(key, buf[:0])
+	return containsMember(rs, self) && containsMember(rs, peer)
+}
+
+// bucketOf returns key's anti-entropy bucket.
+func bucketOf(key []byte, bits uint) uint64 { return ring.KeyHash(key) >> (64 - bits) }
+
+// cellHash identifies a key's state: xxhash64 of the key, a zero byte and
+// the cell encoding (encodings are canonical, so equal cells hash equal).
+func cellHash(d *xxhash.Digest, key, cell []byte) uint64 {
+	d.Reset()
+	_, _ = d.Write(key)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.Write(cell)
+	return d.Sum64()
+}
+
+// digests returns, for each of 2^bits buckets, the xor of the cell hashes of
+// the keys in it that this node and peer both replicate.
+func (n *Node) digests(peer uint64, bits uint) []uint64 {
+	v := n.view.Load()
+	d := make([]uint64, 1<<bits)
+	h := xxhash.New()
+	n.store.Each(func(key, cell []byte) bool {
+		if v.shares(key, n.cfg.ID, peer) {
+			d[bucketOf(key, bits)] ^= cellHash(h, key, cell)
+		}
+		return true
+	})
+	return d
+}
+
+// bucketKeys returns the cell hash of every key in the given buckets that
+// this node and peer both replicate.
+func (n *Node) bucketKeys(peer uint64, bits uint, buckets map[uint64]bool) map[string]uint64 {
+	v := n.view.Load()
+	out := map[string]uint64{}
+	h := xxhash.New()
+	n.store.Each(func(key, cell []byte) bool {
+		if buckets[bucketOf(key, bits)] && v.shares(key, n.cfg.ID, peer) {
+			out[string(key)] = cellHash(h, key, cell)
+		}
+		return true
+	})
+	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

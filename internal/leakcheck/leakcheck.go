@@ -1,0 +1,23 @@
+// Package leakcheck runs a package's tests and then fails if any goroutine
+// is left behind, ignoring the ones that are not Trellis's to stop.
+package leakcheck
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// ignored are goroutines that live as long as the process by design:
+// gnet's package-level worker pool (ants), started when gnet is initialised
+// and shared by every engine.
+var ignored = []goleak.Option{
+	goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+	goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
+}
+
+// VerifyTestMain runs m's tests, then checks for leaked goroutines; call it
+// from TestMain.
+func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
+	goleak.VerifyTestMain(m, append(ignored, opts...)...)
+}
