@@ -185,6 +185,7 @@ type Node struct {
 
 	bg     sync.WaitGroup // replication calls that outlive their request
 	closed atomic.Bool
+	resp   respPool // connections for forwarding Redis commands
 }
 
 // New returns a node with an empty routing state: until SetState it is
@@ -379,4 +380,7 @@ func (n *Node) Wait() { n.bg.Wait() }
 func (n *Node) Close() {
 	n.closed.Store(true)
 	n.bg.Wait()
+	n.resp.close()
 }
+
+var _ kvs.Cluster = (*Node)(nil)

@@ -1,8 +1,10 @@
 package kvs
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -20,16 +22,12 @@ type nativeHandler struct {
 	eng *engine
 }
 
-// nativeConn is a native connection's state, owned by its event loop.
+// nativeConn is a native connection's state, owned by its event loop (only
+// the loop's goroutine reads or writes it).
 type nativeConn struct {
 	need int // bytes needed before the next frame is complete (0: unknown)
 
-	// Durable writes: a response to a write that asked for AckDurable, and
-	// every response after it on this connection (responses keep request
-	// order), is held until the store's disk has synced that write.
-	held    []byte // responses waiting, in order
-	holdSeq uint64 // the write number that must be durable before held is sent
-	waitSeq uint64 // the number a wake-up is registered for (0: none)
+	replyQueue
 }
 
 // nativeBatch holds the requests of one read, decoded before any runs so
@@ -56,7 +54,8 @@ func (h *nativeHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
-	if c.Context() != nil {
+	if st, ok := c.Context().(*nativeConn); ok {
+		st.close()
 		h.srv.releaseConn()
 	}
 	return gnet.None
@@ -64,7 +63,6 @@ func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 
 func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	st := c.Context().(*nativeConn)
-	h.releaseHeld(c, st)
 	if st.need > c.InboundBuffered() {
 		return gnet.None // a large frame is still arriving
 	}
@@ -102,7 +100,13 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		h.srv.store.Prefetch(b.keys)
 		for i := range count {
-			out = h.handle(st, &b.reqs[i], b.errs[i], out)
+			var pending *reply
+			out, pending = h.handle(c, st, &b.reqs[i], b.errs[i], out)
+			if pending != nil {
+				// What out holds so far goes before the pending reply.
+				out = st.put(c, out)
+				st.add(pending)
+			}
 		}
 		n += count
 		if ferr != nil {
@@ -119,57 +123,72 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
 	}
-	h.send(c, st, out)
+	out = st.put(c, out)
 	*outp = out
 	h.srv.putOut(outp)
 	return action
 }
 
-// send writes out, or holds it behind responses that wait for a durable
-// write, registering a wake-up for when the store has synced it.
-func (h *nativeHandler) send(c gnet.Conn, st *nativeConn, out []byte) {
-	s := h.srv.store
-	if st.holdSeq == 0 || s.Durable(st.holdSeq) {
-		if len(st.held) > 0 {
-			out = append(st.held, out...)
-			st.held = nil
-		}
-		st.holdSeq, st.waitSeq = 0, 0
-		writeReply(c, out)
-		return
-	}
-	st.held = append(st.held, out...)
-	if st.waitSeq < st.holdSeq {
-		st.waitSeq = st.holdSeq
-		s.OnDurable(st.holdSeq, func() { _ = c.Wake(nil) })
-	}
-}
-
-// releaseHeld sends held responses whose durable write has been synced.
-func (h *nativeHandler) releaseHeld(c gnet.Conn, st *nativeConn) {
-	if len(st.held) > 0 || st.holdSeq != 0 {
-		h.send(c, st, nil)
-	}
-}
-
 // errNoDisk answers a durable write on a node that persists nothing.
 var errNoDisk = wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
 
-// handle executes one decoded request (or answers its decode error),
-// appending its response to out.
-func (h *nativeHandler) handle(st *nativeConn, req *wire.Request, decodeErr error, out []byte) []byte {
+// handle executes one decoded request (or answers its decode error). It
+// appends the response to out, or returns a pending reply that completes
+// later (a write waiting for replication or for its disk sync).
+func (h *nativeHandler) handle(c gnet.Conn, st *nativeConn, req *wire.Request, decodeErr error, out []byte) ([]byte, *reply) {
 	if decodeErr != nil {
-		return wire.AppendError(out, req.ID, decodeErr)
+		return wire.AppendError(out, req.ID, decodeErr), nil
+	}
+	if cl := h.srv.cfg.Cluster; cl != nil {
+		return h.handleInCluster(c, st, cl, req, out)
 	}
 	if req.Opts.Ack == wire.AckDurable && req.Op.IsWrite() {
-		if !h.srv.store.HasDisk() {
-			return wire.AppendError(out, req.ID, errNoDisk)
+		s := h.srv.store
+		if !s.HasDisk() {
+			return wire.AppendError(out, req.ID, errNoDisk), nil
 		}
-		out = h.exec(req, out)
-		st.holdSeq = max(st.holdSeq, h.srv.store.WriteSeq())
-		return out
+		data := h.exec(req, nil)
+		p := &reply{}
+		s.OnDurable(s.WriteSeq(), func() { complete(c, &st.replyQueue, p, data) })
+		return out, p
 	}
-	return h.exec(req, out)
+	return h.exec(req, out), nil
+}
+
+// handleInCluster serves a request on a cluster member: reads of keys the
+// node replicates run here; reads of other keys answer wrong owner; writes
+// and storage-node operations run aside (they wait for replicas and disks)
+// through the cluster, and their replies complete later.
+func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster, req *wire.Request, out []byte) ([]byte, *reply) {
+	switch {
+	case req.Op == wire.OpGet || req.Op == wire.OpGetMany:
+		keys := req.Keys
+		if req.Op == wire.OpGet {
+			keys = [][]byte{req.Key}
+		}
+		for _, k := range keys {
+			if !cl.Responsible(k) {
+				return wire.AppendError(out, req.ID, &wire.Error{Code: wire.CodeWrongOwner,
+					Msg: fmt.Sprintf("this node does not replicate key %.64q", k), Epoch: cl.Epoch()}), nil
+			}
+		}
+		return h.exec(req, out), nil
+	case req.Op.IsWrite() || req.Op.IsPeer():
+		frame := req.AppendFrame(nil) // the request aliases the read buffer: take a copy
+		from := c.RemoteAddr().String()
+		p := &reply{}
+		h.srv.goAsync(func(ctx context.Context) {
+			var r wire.Request
+			body, _, _ := wire.SplitFrame(frame, wire.Limits{})
+			if err := r.Decode(body, wire.Limits{}); err != nil {
+				complete(c, &st.replyQueue, p, wire.AppendError(nil, r.ID, err))
+				return
+			}
+			complete(c, &st.replyQueue, p, cl.Serve(ctx, from, &r, nil))
+		})
+		return out, p
+	}
+	return h.exec(req, out), nil
 }
 
 // exec executes one request, appending its response to out.

@@ -52,7 +52,7 @@ func BenchmarkRESPPipeline(b *testing.B) {
 					}
 					off += n
 					st.args = args
-					out, _ = h.exec(st, args, out)
+					out, _, _ = h.exec(nil, st, args, out)
 				}
 			}
 		})

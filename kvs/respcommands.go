@@ -26,6 +26,7 @@ type respCmd struct {
 	first int      // first key argument (0: none)
 	last  int      // last key argument (-1: the last argument)
 	step  int
+	write bool // changes data (set from flags)
 	fn    func(h *respHandler, st *respConn, args [][]byte, out []byte) []byte
 }
 
@@ -77,6 +78,7 @@ func newCommandTable() commandTable {
 	}
 	m := make(commandTable, len(cmds))
 	for _, c := range cmds {
+		c.write = slices.Contains(c.flags, "write")
 		if len(c.name) > maxCommandName {
 			panic("kvs: command name longer than maxCommandName: " + c.name)
 		}

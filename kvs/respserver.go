@@ -1,6 +1,7 @@
 package kvs
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
@@ -19,6 +20,7 @@ type respHandler struct {
 
 // respConn is a RESP connection's state, owned by its event loop.
 type respConn struct {
+	replyQueue
 	parser resp.Parser
 	args   [][]byte // arguments of the batch being run, all commands end to end
 	ends   []int    // ends[i]: end in args of the batch's command i
@@ -47,7 +49,8 @@ func (h *respHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (h *respHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
-	if c.Context() != nil {
+	if st, ok := c.Context().(*respConn); ok {
+		st.close()
 		h.srv.releaseConn()
 	}
 	return gnet.None
@@ -98,7 +101,12 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			n++
 			var quit bool
-			out, quit = h.exec(st, cmd, out)
+			var pending *reply
+			out, pending, quit = h.exec(c, st, cmd, out)
+			if pending != nil {
+				out = st.put(c, out) // what came before goes first
+				st.add(pending)
+			}
 			if quit {
 				action = gnet.Close
 				off = len(buf)
@@ -118,7 +126,7 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
 	}
-	writeReply(c, out)
+	out = st.put(c, out)
 	*outp = out
 	h.srv.putOut(outp)
 	if cap(st.args) > maxPooledArgs {
@@ -129,12 +137,14 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	return action
 }
 
-// exec runs one command and appends its reply. quit asks to close the
+// exec runs one command and appends its reply, or returns a pending reply
+// that completes later (on a cluster member: a write waiting for its
+// replicas, a command forwarded to another node). quit asks to close the
 // connection after the reply.
-func (h *respHandler) exec(st *respConn, args [][]byte, out []byte) ([]byte, bool) {
+func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte) ([]byte, *reply, bool) {
 	var name [maxCommandName]byte
 	if len(args[0]) > len(name) {
-		return appendUnknown(out, args), false
+		return appendUnknown(out, args), nil, false
 	}
 	for i, ch := range args[0] {
 		if 'A' <= ch && ch <= 'Z' {
@@ -144,15 +154,26 @@ func (h *respHandler) exec(st *respConn, args [][]byte, out []byte) ([]byte, boo
 	}
 	cmd, ok := h.cmds[string(name[:len(args[0])])]
 	if !ok {
-		return appendUnknown(out, args), false
+		return appendUnknown(out, args), nil, false
 	}
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
-		return resp.AppendError(out, "ERR wrong number of arguments for '"+cmd.name+"' command"), false
+		return resp.AppendError(out, "ERR wrong number of arguments for '"+cmd.name+"' command"), nil, false
 	}
 	if cmd.name == "quit" {
-		return resp.AppendSimple(out, "OK"), true
+		return resp.AppendSimple(out, "OK"), nil, true
 	}
-	return cmd.fn(h, st, args, out), false
+	if cl := h.srv.cfg.Cluster; cl != nil && cmd.first > 0 {
+		if !cmd.write && allResponsible(cl, cmd.keys(args)) {
+			return cmd.fn(h, st, args, out), nil, false // a local read: the fast path
+		}
+		args := cloneArgs(args) // they alias the read buffer
+		p := &reply{}
+		h.srv.goAsync(func(ctx context.Context) {
+			complete(c, &st.replyQueue, p, h.runInCluster(ctx, st, cl, cmd, args))
+		})
+		return out, p, false
+	}
+	return cmd.fn(h, st, args, out), nil, false
 }
 
 // appendUnknown appends Redis's reply to an unknown command.

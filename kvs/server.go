@@ -39,6 +39,30 @@ type ServerConfig struct {
 	Version string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, makes the node a cluster member: reads of keys it
+	// does not replicate answer wrong owner, and writes and storage-node
+	// operations go through it (replication). Default none: a lone node.
+	Cluster Cluster
+}
+
+// Cluster is what a storage node that belongs to a cluster consults and
+// delegates to (package cluster provides it). Responsible and Epoch are
+// called on event loops and must be fast; Serve may block and is called on
+// goroutines of its own.
+type Cluster interface {
+	// Responsible reports whether this node replicates key.
+	Responsible(key []byte) bool
+	// Epoch returns the routing epoch the node routes by.
+	Epoch() uint64
+	// Serve executes a write or a storage-node operation and appends its
+	// response frame to out.
+	Serve(ctx context.Context, from string, req *wire.Request, out []byte) []byte
+	// Replicate sends key's cell, after a local write of it, to its other
+	// replicas, and returns once ack is satisfied.
+	Replicate(ctx context.Context, key []byte, ack wire.Ack) error
+	// ForwardRESP sends an encoded Redis command about key to the Redis port
+	// of a node that replicates key and returns its raw reply.
+	ForwardRESP(ctx context.Context, key, cmd []byte) ([]byte, error)
 }
 
 // Defaults for ServerConfig.
@@ -122,6 +146,12 @@ type Server struct {
 
 	outPool   sync.Pool // *[]byte reply buffers, shared by all loops
 	batchPool sync.Pool // *nativeBatch, shared by all loops
+
+	// Operations that run aside from the event loops (cluster writes):
+	// started with goAsync, cancelled and waited for when Run stops.
+	asyncCtx  context.Context
+	asyncStop context.CancelFunc
+	async     sync.WaitGroup
 }
 
 // NewServer returns a server for store. It listens when Run is called.
@@ -130,7 +160,19 @@ func NewServer(store *Store, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Server{cfg: cfg, store: store, log: cfg.Logger, ready: make(chan struct{})}, nil
+	s := &Server{cfg: cfg, store: store, log: cfg.Logger, ready: make(chan struct{})}
+	s.asyncCtx, s.asyncStop = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// goAsync runs fn on a goroutine of its own, tracked so that Run waits for
+// it; fn's context ends when Run stops.
+func (s *Server) goAsync(fn func(ctx context.Context)) {
+	s.async.Add(1)
+	go func() {
+		defer s.async.Done()
+		fn(s.asyncCtx)
+	}()
 }
 
 // Ready is closed once both listeners accept connections.
@@ -167,6 +209,8 @@ func (s *Server) Run(ctx context.Context) error {
 	storeDone := make(chan error, 1)
 	go func() { storeDone <- s.store.Run(storeCtx) }()
 	err := s.serve(ctx)
+	s.asyncStop()
+	s.async.Wait()
 	stopStore()
 	if serr := <-storeDone; err == nil {
 		err = serr
