@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -274,4 +275,36 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
 		return nil, err
 	}
 	return cl, nil
+}
+
+// Do is the raw call, for tools and for roles that speak operations this
+// package has no method for (the routing tier's, say): it sends req and
+// returns the server's response whatever its code. A server error is in the
+// response (Code, Msg, see Response.Err), not in err; err reports a call
+// that got no response: the context ended, the connection failed
+// (ErrConnLost: the request may have been applied), or the client is
+// closed. The response's Result is a copy owned by the caller, and its ID is
+// req.ID.
+//
+// The client picks the wire id of the request, so req.ID is not sent, and
+// req is not modified; req.Opts are sent as they are (a WithAck view does
+// not change them).
+func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr(ctx)
+	}
+	cn, err := c.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := *req // roundTrip sets the wire id
+	cl, err := c.roundTrip(ctx, cn, &r)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.release()
+	resp := cl.resp
+	resp.ID = req.ID
+	resp.Result = bytes.Clone(resp.Result)
+	return &resp, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/trellisdb/trellis/internal/leakcheck"
 	"github.com/trellisdb/trellis/kvs"
 	"github.com/trellisdb/trellis/lattice"
+	"github.com/trellisdb/trellis/wire"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -297,4 +298,45 @@ func TestCloseFailsCallsAndIsIdempotent(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, c.Ping(ctx(t)), client.ErrClosed)
+}
+
+// Do sends any request and hands back the response, errors included.
+func TestDo(t *testing.T) {
+	addr, _ := startNode(t)
+	c, err := client.Dial(ctx(t), addr, client.Options{Conns: 1})
+	require.NoError(t, err)
+	ctx := ctx(t)
+
+	ping := &wire.Request{ID: 42, Op: wire.OpPing, Value: []byte("echo me")}
+	r, err := c.Do(ctx, ping)
+	require.NoError(t, err)
+	require.Equal(t, wire.CodeOK, r.Code)
+	require.EqualValues(t, 42, r.ID, "the response carries the caller's id")
+	require.EqualValues(t, 42, ping.ID, "the request is not modified")
+	v, err := r.Bytes()
+	require.NoError(t, err)
+	require.Equal(t, "echo me", string(v))
+
+	// The result is the caller's: later calls on the connection leave it be.
+	for i := range 3 {
+		_, err := c.Do(ctx, &wire.Request{Op: wire.OpPing, Value: fmt.Appendf(nil, "other %d", i)})
+		require.NoError(t, err)
+	}
+	v, err = r.Bytes()
+	require.NoError(t, err)
+	require.Equal(t, "echo me", string(v))
+
+	// Server errors are responses, not call errors.
+	r, err = c.Do(ctx, &wire.Request{Op: wire.OpGet, Key: []byte("absent")})
+	require.NoError(t, err)
+	require.Equal(t, wire.CodeNotFound, r.Code)
+	require.ErrorIs(t, r.Err(), client.ErrNotFound)
+	r, err = c.Do(ctx, &wire.Request{Op: wire.OpHello, Int: 99, Value: []byte("x")})
+	require.NoError(t, err)
+	require.Equal(t, wire.CodeBadRequest, r.Code)
+	require.NotEmpty(t, r.Msg)
+
+	require.NoError(t, c.Close())
+	_, err = c.Do(ctx, ping)
+	require.ErrorIs(t, err, client.ErrClosed)
 }

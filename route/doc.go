@@ -100,4 +100,23 @@
 // are Expired (no heartbeat for down-after, default 5 s), and proposes
 // MarkDown for each. A new leader starts with an empty Liveness, which gives
 // every member a full down-after before it can be marked down.
+//
+// # Service and Client
+//
+// Service is a routing node's network face, a wireserver.Handler for the
+// native protocol's routing ops: wire.OpRing (the local State's encoding,
+// from any node), wire.OpCommand (a Command encoding, proposed; the State
+// after it; on a follower "unavailable", naming the leader) and
+// wire.OpHeartbeat (a member id; leader only). Its Run is the leader's
+// liveness loop: it feeds a Liveness with the heartbeats and, every
+// CheckEvery, proposes MarkDown for the members Expired after DownAfter (by
+// ServiceConfig.Now, an input). A node that starts leading, in a Raft term
+// it did not lead before, starts a fresh Liveness with every member Seen at
+// that moment. The service never activates members; storage nodes propose
+// Activate when their hand-off is done.
+//
+// Client is the other end, for storage nodes and tools: it holds the
+// addresses of several routing nodes and tries them in turn, within the
+// caller's context, until one answers (a follower's "unavailable" or an
+// unreachable node moves it to the next).
 package route

@@ -31,6 +31,11 @@ const (
 	OpDigest    Op = 34 // [requester id, bucket bits] → bin: 2^bits big-endian uint64 digests of the keys both nodes replicate
 	OpBucket    Op = 35 // [requester id, bucket bits, bucket] → [[key, cell hash]...] of that bucket
 	OpFetch     Op = 36 // [[key...]] → items: each key's cell (not found if absent)
+
+	// Operations of the routing tier (package route).
+	OpRing      Op = 40 // [] → bin: the routing state (route.State encoding)
+	OpCommand   Op = 41 // [command] → bin: the state after the command
+	OpHeartbeat Op = 42 // [member id] → nil
 )
 
 var opNames = [...]string{
@@ -39,6 +44,7 @@ var opNames = [...]string{
 	OpSetRemove: "setremove", OpCounterAdd: "counteradd", OpDeleteMany: "deletemany",
 	OpStats: "stats", OpReplicate: "replicate", OpGossip: "gossip", OpDigest: "digest",
 	OpBucket: "bucket", OpFetch: "fetch",
+	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat",
 }
 
 func (o Op) String() string {
@@ -78,7 +84,7 @@ const (
 	layoutKeyMembers               // key, [member...]
 	layoutKeyInt                   // key, int
 	layoutHello                    // uint, str
-	layoutUints                    // 2 or 3 uints
+	layoutUints                    // 1, 2 or 3 uints
 )
 
 var layouts = [...]layout{
@@ -88,6 +94,7 @@ var layouts = [...]layout{
 	OpCounterAdd: layoutKeyInt, OpDeleteMany: layoutKeys, OpStats: layoutNone,
 	OpReplicate: layoutKeyValue, OpGossip: layoutKeysValues, OpDigest: layoutUints,
 	OpBucket: layoutUints, OpFetch: layoutKeys,
+	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints,
 }
 
 func (o Op) layout() layout {
@@ -131,12 +138,12 @@ type Request struct {
 	Opts Options
 
 	Key     []byte   // OpGet, OpPut, OpDelete, OpSet, OpSetAdd, OpSetRemove, OpCounterAdd
-	Value   []byte   // OpPut (encoding), OpSet (bytes), OpPing (optional echo), OpHello (client name)
+	Value   []byte   // OpPut (encoding), OpSet (bytes), OpPing (optional echo), OpHello (client name), OpCommand (command)
 	Keys    [][]byte // OpGetMany, OpPutMany, OpDeleteMany
 	Values  [][]byte // OpPutMany (encodings, parallel to Keys)
 	Members [][]byte // OpSetAdd, OpSetRemove
 	Int     int64    // OpCounterAdd (delta), OpHello (protocol version)
-	Uints   []uint64 // OpDigest (2), OpBucket (3)
+	Uints   []uint64 // OpDigest (2), OpBucket (3), OpHeartbeat (1)
 }
 
 // Decode decodes a request body. On error the request's fields are
@@ -270,8 +277,11 @@ func (r *Request) decodeArgs(rd *pack.Reader, nargs int) error {
 		}
 	case layoutUints:
 		n := 2
-		if r.Op == OpBucket {
+		switch r.Op {
+		case OpBucket:
 			n = 3
+		case OpHeartbeat:
+			n = 1
 		}
 		if err = want(n); err == nil {
 			for range n {

@@ -18,7 +18,7 @@ var knownOps = []wire.Op{
 	wire.OpHello, wire.OpPing, wire.OpGet, wire.OpPut, wire.OpDelete, wire.OpGetMany,
 	wire.OpPutMany, wire.OpSet, wire.OpSetAdd, wire.OpSetRemove, wire.OpCounterAdd,
 	wire.OpDeleteMany, wire.OpStats, wire.OpReplicate, wire.OpGossip, wire.OpDigest,
-	wire.OpBucket, wire.OpFetch,
+	wire.OpBucket, wire.OpFetch, wire.OpRing, wire.OpCommand, wire.OpHeartbeat,
 }
 
 func genBytes() *rapid.Generator[[]byte] { return rapid.SliceOfN(rapid.Byte(), 0, 40) }
@@ -54,10 +54,14 @@ func genRequest(t *rapid.T) wire.Request {
 		r.Key, r.Int = key, rapid.Int64().Draw(t, "delta")
 	case wire.OpHello:
 		r.Int, r.Value = rapid.Int64Min(0).Draw(t, "version"), []byte(rapid.StringN(0, 20, 20).Draw(t, "client"))
-	case wire.OpPing:
+	case wire.OpPing, wire.OpRing:
 		if rapid.Bool().Draw(t, "echo") {
 			r.Value = key
 		}
+	case wire.OpCommand:
+		r.Value = key
+	case wire.OpHeartbeat:
+		r.Uints = []uint64{rapid.Uint64().Draw(t, "member")}
 	}
 	return r
 }
