@@ -48,6 +48,11 @@ type Config struct {
 	ReplicaTimeout time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Router, when set, is where the node fetches the routing state when it
+	// learns its own is out of date (a peer or client used a newer epoch,
+	// a replica refused a write for an older one). Default none: the state
+	// changes only through SetState.
+	Router StateSource
 }
 
 // Defaults for Config.
@@ -186,6 +191,8 @@ type Node struct {
 	bg     sync.WaitGroup // replication calls that outlive their request
 	closed atomic.Bool
 	resp   respPool // connections for forwarding Redis commands
+
+	refreshing atomic.Bool // a background refresh is running
 }
 
 // New returns a node with an empty routing state: until SetState it is
@@ -218,6 +225,15 @@ func (n *Node) SetState(st route.State) error {
 			return nil
 		}
 	}
+}
+
+// Status returns this node's state as its routing state has it: "joining",
+// "active", "leaving", "down", or "unknown" before it is registered.
+func (n *Node) Status() string {
+	if m, ok := n.view.Load().state.Member(n.cfg.ID); ok {
+		return m.State.String()
+	}
+	return "unknown"
 }
 
 // State returns the node's routing state.
@@ -255,20 +271,53 @@ var ErrQuorum = fmt.Errorf("%w: write not acknowledged by enough replicas", wire
 // replicas, and returns once ack is satisfied: AckLocal at once (the other
 // replicas get it by gossip), AckQuorum once a majority of the replicas
 // (this node included) hold it, AckDurable once a majority hold it synced to
-// disk. Replicas it could not reach in time get the key by gossip.
+// disk. Replicas it could not reach in time get the key by gossip. A
+// replica that routes by a newer epoch refuses to count: the node then
+// refreshes its routing state and tries once more with the replicas the new
+// state names, so a node with an out-of-date view does not acknowledge a
+// write the current replicas do not hold.
 func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 	if ack == wire.AckDefault {
 		ack = n.cfg.DefaultAck
 	}
+	if ack == wire.AckDurable && n.Responsible(key) {
+		if err := n.waitDurable(ctx); err != nil {
+			n.enqueue(key)
+			return err
+		}
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var newer uint64
+		newer, err = n.replicateOnce(ctx, key, ack)
+		if err == nil || newer <= n.Epoch() || !n.refresh(ctx) {
+			return err
+		}
+	}
+	return err
+}
+
+// replicateOnce does one round of Replicate with the current view. newer is
+// the newest epoch a replica refused for (0 if none).
+func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (newer uint64, err error) {
 	v := n.view.Load()
 	var buf [8]route.Member
 	targets := v.allReplicas(key, buf[:0])
 	var current [8]route.Member
 	replicas := v.replicas(key, current[:0])
-	self := containsMember(replicas, n.cfg.ID)
+	// The quorum is over the key's current replicas, unless the current
+	// ring has fewer than the key's replication factor (members still
+	// joining): then over the current and pending replicas together, so
+	// that a cluster still forming does not acknowledge a write held by one
+	// node alone.
+	counted := replicas
+	if len(replicas) < v.state.RF(key) {
+		counted = targets
+	}
+	self := containsMember(counted, n.cfg.ID)
 	need := 0
 	if ack != wire.AckLocal {
-		need = quorum(len(replicas))
+		need = quorum(len(counted))
 		if self {
 			need-- // this node's own copy counts
 		}
@@ -279,61 +328,103 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 			peers = append(peers, m)
 		}
 	}
-	if ack == wire.AckDurable && self {
-		if err := n.waitDurable(ctx); err != nil {
-			n.enqueue(key)
-			return err
-		}
-	}
 	if len(peers) == 0 {
-		return nil
+		return 0, nil
 	}
 	cell, ok := n.store.Cell(key, nil)
 	if !ok {
-		return nil // nothing to replicate (a tombstone already collected)
+		return 0, nil // nothing to replicate (a tombstone already collected)
 	}
 	if need == 0 {
 		n.enqueue(key)
-		return nil
+		return 0, nil
 	}
 	// Send to every peer at once. The calls outlive this request (the other
 	// replicas get the write too), bounded by ReplicaTimeout; a call that
 	// fails queues the key for gossip itself, so nobody has to wait for the
 	// stragglers. The channel holds every result, so no sender blocks.
-	acks := make(chan bool, len(peers))
+	type result struct {
+		ok    bool
+		newer uint64
+	}
+	results := make(chan result, len(peers))
+	epoch := v.state.Epoch
 	for _, p := range peers {
-		counted := containsMember(replicas, p.ID)
+		counts := containsMember(counted, p.ID)
 		n.bg.Add(1)
 		go func() {
 			defer n.bg.Done()
-			err := n.replicateTo(p, key, cell, ack)
+			err := n.replicateTo(p, key, cell, ack, epoch)
 			if err != nil {
 				n.enqueue(key)
 			}
-			acks <- err == nil && counted
+			results <- result{ok: err == nil && counts, newer: newerEpoch(err, epoch)}
 		}()
 	}
 	acked := 0
 	for range peers {
 		select {
-		case ok := <-acks:
-			if ok {
+		case r := <-results:
+			newer = max(newer, r.newer)
+			if r.ok {
 				if acked++; acked >= need {
-					return nil
+					return newer, nil
 				}
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
+			return newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
 		}
 	}
-	return fmt.Errorf("%w: %d of %d replica acknowledgements", ErrQuorum, acked, need)
+	return newer, fmt.Errorf("%w: %d of %d replica acknowledgements", ErrQuorum, acked, need)
+}
+
+// newerEpoch returns the epoch of a wrong-owner error if it is newer than
+// epoch, else 0.
+func newerEpoch(err error, epoch uint64) uint64 {
+	var we *wire.Error
+	if errors.As(err, &we) && we.Code == wire.CodeWrongOwner && we.Epoch > epoch {
+		return we.Epoch
+	}
+	return 0
+}
+
+// refresh fetches the routing state now and reports whether the node's
+// epoch moved. Without a Router it does nothing.
+func (n *Node) refresh(ctx context.Context) bool {
+	if n.cfg.Router == nil {
+		return false
+	}
+	before := n.Epoch()
+	st, err := n.cfg.Router.State(ctx)
+	if err != nil {
+		n.log.Debug("refreshing the routing state failed", "err", err)
+		return false
+	}
+	_ = n.SetState(st)
+	return n.Epoch() > before
+}
+
+// refreshSoon refreshes the routing state in the background (once at a
+// time), after a peer or client showed a newer epoch.
+func (n *Node) refreshSoon() {
+	if n.cfg.Router == nil || !n.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer n.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
+		defer cancel()
+		n.refresh(ctx)
+	}()
 }
 
 // replicateTo sends one REPLICATE call.
-func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack) error {
+func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack, epoch uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
 	defer cancel()
-	req := wire.Request{Op: wire.OpReplicate, Key: key, Value: cell, Opts: wire.Options{Ack: ack, Epoch: n.Epoch()}}
+	req := wire.Request{Op: wire.OpReplicate, Key: key, Value: cell, Opts: wire.Options{Ack: ack, Epoch: epoch}}
 	resp, err := n.cfg.Transport.Call(ctx, p.Addr, &req)
 	if err != nil {
 		return err

@@ -34,6 +34,9 @@ func keysOf(req *wire.Request) [][]byte {
 }
 
 func (n *Node) serveClient(ctx context.Context, req *wire.Request, out []byte) []byte {
+	if req.Opts.Epoch > n.Epoch() {
+		n.refresh(ctx) // the client knows a newer routing state than we do
+	}
 	keys := keysOf(req)
 	for _, k := range keys {
 		if !n.Responsible(k) {
@@ -78,11 +81,21 @@ func succeeded(frame []byte) bool {
 
 func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []byte {
 	id := req.ID
+	if req.Opts.Epoch > n.Epoch() {
+		n.refreshSoon()
+	}
 	switch req.Op {
 	case wire.OpReplicate:
 		changed, err := n.store.MergeCell(req.Key, req.Value)
 		if err != nil {
 			return wire.AppendError(out, id, err)
+		}
+		// Merging is always safe; but a coordinator routing by an older
+		// epoch must not count this copy toward its quorum: it may be
+		// missing replicas the current state names.
+		if e := n.Epoch(); req.Opts.Epoch != 0 && req.Opts.Epoch < e {
+			return wire.AppendError(out, id, &wire.Error{Code: wire.CodeWrongOwner,
+				Msg: "routing epoch out of date", Epoch: e})
 		}
 		if req.Opts.Ack == wire.AckDurable {
 			if err := n.waitDurable(ctx); err != nil {

@@ -24,6 +24,7 @@ type fakeCluster struct {
 
 func (f *fakeCluster) Responsible(key []byte) bool { return bytes.HasPrefix(key, []byte("mine")) }
 func (f *fakeCluster) Epoch() uint64               { return 42 }
+func (f *fakeCluster) Status() string              { return "active" }
 
 func (f *fakeCluster) Serve(_ context.Context, _ string, req *wire.Request, out []byte) []byte {
 	f.mu.Lock()

@@ -554,6 +554,12 @@ func cmdInfo(h *respHandler, _ *respConn, args [][]byte, out []byte) []byte {
 		"disk:"+disk,
 		"unflushed_writes:"+strconv.FormatUint(st.UnflushedWrites(), 10),
 	)
+	clusterLines := []string{"cluster_enabled:0"}
+	if cl := srv.cfg.Cluster; cl != nil {
+		clusterLines = []string{"cluster_enabled:1", "epoch:" + strconv.FormatUint(cl.Epoch(), 10),
+			"member_state:" + cl.Status()}
+	}
+	section("Cluster", clusterLines...)
 	shardLines := make([]string, len(stats))
 	for i, s := range stats {
 		shardLines[i] = fmt.Sprintf("shard%d:keys=%d,tombstones=%d,reads=%d,writes=%d,bytes=%d,busy_us=%d",

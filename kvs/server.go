@@ -54,6 +54,8 @@ type Cluster interface {
 	Responsible(key []byte) bool
 	// Epoch returns the routing epoch the node routes by.
 	Epoch() uint64
+	// Status names this node's state in the cluster (joining, active, ...).
+	Status() string
 	// Serve executes a write or a storage-node operation and appends its
 	// response frame to out.
 	Serve(ctx context.Context, from string, req *wire.Request, out []byte) []byte

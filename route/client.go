@@ -234,3 +234,10 @@ func (c *Client) conn(ctx context.Context, ep *endpoint) (*client.Client, error)
 	ep.c = cl
 	return cl, nil
 }
+
+// Join asks the routing tier's leader to add the routing node with Raft id
+// id at raftAddr as a voter.
+func (c *Client) Join(ctx context.Context, id, raftAddr string) error {
+	_, _, err := c.call(ctx, "join", &wire.Request{Op: wire.OpJoin, Keys: [][]byte{[]byte(id), []byte(raftAddr)}})
+	return err
+}

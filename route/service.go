@@ -119,6 +119,8 @@ func (s *Service) Serve(ctx context.Context, _ net.Addr, req *wire.Request, out 
 		return s.command(ctx, req, out)
 	case wire.OpHeartbeat:
 		return s.heartbeat(req, out)
+	case wire.OpJoin:
+		return s.join(ctx, req, out)
 	case wire.OpHello:
 		return s.hello(req, out)
 	case wire.OpPing:
@@ -129,6 +131,20 @@ func (s *Service) Serve(ctx context.Context, _ net.Addr, req *wire.Request, out 
 	}
 	return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest,
 		"operation %s is not served by a routing node", req.Op))
+}
+
+// join adds a routing node (Keys: its Raft id and address) as a voter; only
+// the leader can, a follower answers unavailable naming it.
+func (s *Service) join(ctx context.Context, req *wire.Request, out []byte) []byte {
+	if len(req.Keys) != 2 || len(req.Keys[0]) == 0 || len(req.Keys[1]) == 0 {
+		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest, "join takes a router id and a raft address"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProposeTimeout)
+	defer cancel()
+	if err := s.node.AddVoter(ctx, string(req.Keys[0]), string(req.Keys[1])); err != nil {
+		return wire.AppendError(out, req.ID, wireError(err))
+	}
+	return wire.AppendNilResult(out, req.ID)
 }
 
 func (s *Service) hello(req *wire.Request, out []byte) []byte {

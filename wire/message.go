@@ -36,6 +36,7 @@ const (
 	OpRing      Op = 40 // [] → bin: the routing state (route.State encoding)
 	OpCommand   Op = 41 // [command] → bin: the state after the command
 	OpHeartbeat Op = 42 // [member id] → nil
+	OpJoin      Op = 43 // [[router id, raft address]] → nil: add a routing node as a Raft voter
 )
 
 var opNames = [...]string{
@@ -44,7 +45,7 @@ var opNames = [...]string{
 	OpSetRemove: "setremove", OpCounterAdd: "counteradd", OpDeleteMany: "deletemany",
 	OpStats: "stats", OpReplicate: "replicate", OpGossip: "gossip", OpDigest: "digest",
 	OpBucket: "bucket", OpFetch: "fetch",
-	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat",
+	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat", OpJoin: "join",
 }
 
 func (o Op) String() string {
@@ -94,7 +95,7 @@ var layouts = [...]layout{
 	OpCounterAdd: layoutKeyInt, OpDeleteMany: layoutKeys, OpStats: layoutNone,
 	OpReplicate: layoutKeyValue, OpGossip: layoutKeysValues, OpDigest: layoutUints,
 	OpBucket: layoutUints, OpFetch: layoutKeys,
-	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints,
+	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints, OpJoin: layoutKeys,
 }
 
 func (o Op) layout() layout {

@@ -42,12 +42,25 @@ type config struct {
 	LogLevel       string
 	LogFormat      string
 	Timeout        time.Duration
+
+	// Cluster roles.
+	RaftAddr     string
+	Join         string
+	RF           int
+	DownAfter    time.Duration
+	Route        string
+	Ack          string
+	GossipEvery  time.Duration
+	AEEvery      time.Duration
+	StorageNodes int
 }
 
 // Command names, as used in setting.cmds.
 const (
-	cmdUp  = "up"
-	cmdCLI = "cli"
+	cmdUp    = "up"
+	cmdCLI   = "cli"
+	cmdKVS   = "kvs"
+	cmdRoute = "route"
 )
 
 // envPrefix starts the name of every environment variable Trellis reads.
@@ -78,48 +91,66 @@ type setting struct {
 // it. Defaults are the kvs package's, so a zero config and `trellis up` agree.
 var settings = []setting{
 	str(configKey, "", "Config file to read settings from: YAML, TOML or JSON, by extension (flag or environment only).",
-		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI).fileForbidden(),
+		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute).fileForbidden(),
 	str("addr", kvs.DefaultAddr,
-		`Native protocol address: where "up" listens ("off" disables the listener; port 0 picks a free port) and where "cli" connects.`,
-		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI),
+		`Native protocol address: where "up", "kvs" and "route" listen ("off" disables the listener; port 0 picks a free port) and where "cli" connects.`,
+		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute),
 	str("resp-addr", kvs.DefaultRESPAddr,
 		`Redis protocol (RESP) listen address ("off" disables it; port 0 picks a free port).`,
-		func(c *config) *string { return &c.RESPAddr }, listenerAddr, cmdUp),
+		func(c *config) *string { return &c.RESPAddr }, listenerAddr, cmdUp, cmdKVS),
 	str("http-addr", "",
 		`HTTP address serving /healthz, /readyz and /debug/pprof/ ("" disables it).`,
-		func(c *config) *string { return &c.HTTPAddr }, optionalAddr, cmdUp),
+		func(c *config) *string { return &c.HTTPAddr }, optionalAddr, cmdUp, cmdKVS),
 	str("data-dir", "",
-		`Directory for the node's persistent state (today only its node id), created if missing ("" persists nothing).`,
-		func(c *config) *string { return &c.DataDir }, nil, cmdUp),
+		`Directory for the node's persistent state, created if missing: its node id, its keys (the disk tier) and, for a routing node, the Raft log and snapshots ("" keeps everything in memory only).`,
+		func(c *config) *string { return &c.DataDir }, nil, cmdUp, cmdKVS, cmdRoute),
 	num("node-id", uint64(0),
 		`Node id, the writer id that breaks last-writer-wins ties (0: the one stored in the data directory's node-id file, or a random one, stored there when data-dir is set).`,
-		func(c *config) *uint64 { return &c.NodeID }, nil, cmdUp),
+		func(c *config) *uint64 { return &c.NodeID }, nil, cmdUp, cmdKVS, cmdRoute),
 	num("shards", kvs.DefaultShards, "Number of shards the node's keys are spread over.",
-		func(c *config) *int { return &c.Shards }, between(1, 4096), cmdUp),
+		func(c *config) *int { return &c.Shards }, between(1, 4096), cmdUp, cmdKVS),
 	num("vnodes", kvs.DefaultVNodes, "Points per shard on the node's local consistent-hash ring.",
-		func(c *config) *int { return &c.VNodes }, between(1, 1<<20), cmdUp),
+		func(c *config) *int { return &c.VNodes }, between(1, 1<<20), cmdUp, cmdKVS),
 	num("max-conns", kvs.DefaultMaxConns, "Most client connections open at once, over both protocols.",
-		func(c *config) *int { return &c.MaxConns }, between(1, math.MaxInt32), cmdUp),
+		func(c *config) *int { return &c.MaxConns }, between(1, math.MaxInt32), cmdUp, cmdKVS),
 	num("max-frame", wire.DefaultMaxFrame, "Largest native protocol frame body accepted, in bytes.",
-		func(c *config) *int { return &c.MaxFrame }, between(64, math.MaxInt32), cmdUp).inBytes(),
+		func(c *config) *int { return &c.MaxFrame }, between(64, math.MaxInt32), cmdUp, cmdKVS).inBytes(),
 	num("max-key", kvs.DefaultMaxKey, "Largest key accepted, in bytes.",
-		func(c *config) *int { return &c.MaxKey }, between(1, math.MaxInt32), cmdUp).inBytes(),
+		func(c *config) *int { return &c.MaxKey }, between(1, math.MaxInt32), cmdUp, cmdKVS).inBytes(),
 	num("max-value", kvs.DefaultMaxValue, "Largest value (or set member) accepted, in bytes.",
-		func(c *config) *int { return &c.MaxValue }, between(1, math.MaxInt32), cmdUp).inBytes(),
+		func(c *config) *int { return &c.MaxValue }, between(1, math.MaxInt32), cmdUp, cmdKVS).inBytes(),
 	num("loops", 0, "Event loops per listener (0: one per CPU, GOMAXPROCS).",
-		func(c *config) *int { return &c.Loops }, between(0, 1<<16), cmdUp),
+		func(c *config) *int { return &c.Loops }, between(0, 1<<16), cmdUp, cmdKVS),
 	dur("tombstone-grace", kvs.DefaultTombstoneGrace,
 		"How long a delete is remembered, so that older writes arriving late cannot bring the key back.",
-		func(c *config) *time.Duration { return &c.TombstoneGrace }, positive, cmdUp),
+		func(c *config) *time.Duration { return &c.TombstoneGrace }, positive, cmdUp, cmdKVS),
 	dur("flush-every", kvs.DefaultFlushEvery,
 		"With a data directory, how often changed keys are written behind to disk (a durable write flushes at once).",
-		func(c *config) *time.Duration { return &c.FlushEvery }, positive, cmdUp),
+		func(c *config) *time.Duration { return &c.FlushEvery }, positive, cmdUp, cmdKVS),
 	str("log-level", "info", "Least severe log level written to stderr: debug, info, warn or error.",
-		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp),
+		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp, cmdKVS, cmdRoute),
 	str("log-format", "text", "Log format: text or json.",
-		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp),
+		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp, cmdKVS, cmdRoute),
 	dur("timeout", 10*time.Second, "Time limit of one command, connecting included.",
 		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI),
+	str("raft-addr", "127.0.0.1:7800", "Address the routing node's Raft traffic listens on (port 0 picks a free port).",
+		func(c *config) *string { return &c.RaftAddr }, listenerAddr, cmdRoute),
+	str("join", "", `Native address of a running routing node whose group this one joins ("": form a new group, or restart one from the data directory).`,
+		func(c *config) *string { return &c.Join }, optionalAddr, cmdRoute),
+	num("rf", 3, "Default replication factor of a new cluster (each key is kept on this many storage nodes).",
+		func(c *config) *int { return &c.RF }, between(1, 1024), cmdRoute, cmdUp),
+	dur("down-after", 5*time.Second, "How long a storage node may go without a heartbeat before the routing leader marks it down.",
+		func(c *config) *time.Duration { return &c.DownAfter }, positive, cmdRoute, cmdUp),
+	str("route", "", "Native addresses of the routing nodes, comma-separated (required).",
+		func(c *config) *string { return &c.Route }, nil, cmdKVS),
+	str("ack", "quorum", "Acknowledgement of writes that ask for none: local, quorum or durable.",
+		func(c *config) *string { return &c.Ack }, oneOf("local", "quorum", "durable"), cmdKVS, cmdUp),
+	dur("gossip-every", 50*time.Millisecond, "How often a storage node sends replicas the writes it could not replicate at once.",
+		func(c *config) *time.Duration { return &c.GossipEvery }, positive, cmdKVS, cmdUp),
+	dur("ae-every", 10*time.Second, "How often a storage node compares its keys with every peer (anti-entropy).",
+		func(c *config) *time.Duration { return &c.AEEvery }, positive, cmdKVS, cmdUp),
+	num("storage-nodes", 0, `Storage nodes "up" runs as a cluster, with a routing node, in this process (0: one storage node, no cluster).`,
+		func(c *config) *int { return &c.StorageNodes }, between(0, 64), cmdUp),
 }
 
 func (s setting) fileForbidden() setting { s.noFile = true; return s }

@@ -55,6 +55,7 @@ func TestDefaultsAreTheKVSDefaults(t *testing.T) {
 		Shards: kvs.DefaultShards, VNodes: kvs.DefaultVNodes, MaxConns: kvs.DefaultMaxConns,
 		MaxFrame: wire.DefaultMaxFrame, MaxKey: kvs.DefaultMaxKey, MaxValue: kvs.DefaultMaxValue,
 		TombstoneGrace: kvs.DefaultTombstoneGrace, FlushEvery: kvs.DefaultFlushEvery, LogLevel: "info", LogFormat: "text",
+		RF: 3, DownAfter: 5 * time.Second, Ack: "quorum", GossipEvery: 50 * time.Millisecond, AEEvery: 10 * time.Second,
 	}, c)
 	sc, vc, err := nodeConfigs(c, nil)
 	require.NoError(t, err)
@@ -127,6 +128,8 @@ func TestConfigFileFormats(t *testing.T) {
 		Shards: 8, VNodes: kvs.DefaultVNodes, MaxConns: kvs.DefaultMaxConns, MaxFrame: wire.DefaultMaxFrame,
 		MaxKey: kvs.DefaultMaxKey, MaxValue: 1 << 20, TombstoneGrace: 90 * time.Second, FlushEvery: kvs.DefaultFlushEvery,
 		LogLevel: "debug", LogFormat: "json",
+		// up also runs a cluster with --storage-nodes, so it carries the cluster defaults.
+		RF: 3, DownAfter: 5 * time.Second, Ack: "quorum", GossipEvery: 50 * time.Millisecond, AEEvery: 10 * time.Second,
 	}
 	for name, content := range map[string]string{
 		"c.yaml": "addr: 127.0.0.1:1\nresp-addr: off\ndata-dir: /tmp/x\nnode-id: 18446744073709551615\nshards: 8\nmax-value: 1048576\ntombstone-grace: 90s\nlog-level: debug\nlog-format: json\n",

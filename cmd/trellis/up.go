@@ -133,6 +133,9 @@ func nodeConfigs(cfg config, log *slog.Logger) (kvs.StoreConfig, kvs.ServerConfi
 // fails. It prints the banner to s.out once every listener accepts
 // connections.
 func runUp(ctx context.Context, cfg config, s streams) error {
+	if cfg.StorageNodes > 0 {
+		return runUpCluster(ctx, cfg, s)
+	}
 	log := newLogger(cfg, s.err)
 	storeCfg, srvCfg, err := nodeConfigs(cfg, log)
 	if err != nil {

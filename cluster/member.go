@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/trellisdb/trellis/route"
+)
+
+// Router is the routing tier as a storage node sees it (route.Client).
+type Router interface {
+	State(ctx context.Context) (route.State, error)
+	Propose(ctx context.Context, c route.Command) (route.State, error)
+	Heartbeat(ctx context.Context, id uint64) error
+}
+
+// StateSource is where a Node fetches the routing state.
+type StateSource interface {
+	State(ctx context.Context) (route.State, error)
+}
+
+// MemberConfig configures a Member.
+type MemberConfig struct {
+	Node     *Node
+	Router   Router
+	Self     route.Member  // this node's id and addresses (its state is ignored)
+	Every    time.Duration // heartbeat and state refresh period; default 500 ms
+	Activate time.Duration // how long a joining node may spend syncing before it activates anyway; default 30 s
+	Logger   *slog.Logger
+}
+
+// Member keeps a storage node in its cluster: it registers the node with
+// the routing tier, heartbeats, follows the routing state, and, while the
+// node is joining, pulls its keys from the current holders (anti-entropy)
+// before asking to be activated, so that it serves nothing it does not
+// hold.
+type Member struct{ cfg MemberConfig }
+
+// NewMember returns a member driver; Run starts it.
+func NewMember(cfg MemberConfig) (*Member, error) {
+	switch {
+	case cfg.Node == nil || cfg.Router == nil:
+		return nil, errors.New("cluster: member needs a node and a router")
+	case cfg.Self.ID == 0 || cfg.Self.Addr == "":
+		return nil, errors.New("cluster: member needs its id and address")
+	}
+	if cfg.Every == 0 {
+		cfg.Every = 500 * time.Millisecond
+	}
+	if cfg.Activate == 0 {
+		cfg.Activate = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Member{cfg: cfg}, nil
+}
+
+// Run registers the node and keeps it in the cluster until ctx ends. It
+// returns an error only if the node cannot be registered before ctx ends.
+func (m *Member) Run(ctx context.Context) error {
+	c := m.cfg
+	st, err := m.register(ctx)
+	if err != nil {
+		return err
+	}
+	_ = c.Node.SetState(st)
+	c.Logger.Info("registered with the routing tier", "node", c.Self.ID, "epoch", st.Epoch)
+	joinedAt := time.Now()
+	t := time.NewTicker(c.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := c.Router.Heartbeat(ctx, c.Self.ID); err != nil && ctx.Err() == nil {
+			c.Logger.Debug("heartbeat failed", "err", err)
+		}
+		st, err := c.Router.State(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.Logger.Debug("fetching the routing state failed", "err", err)
+			}
+			continue
+		}
+		_ = c.Node.SetState(st)
+		me, ok := st.Member(c.Self.ID)
+		switch {
+		case !ok || me.State == route.Down:
+			// Marked down (we were unreachable) or removed: come back.
+			if st, err = m.register(ctx); err == nil {
+				_ = c.Node.SetState(st)
+				joinedAt = time.Now()
+			}
+		case me.State == route.Joining:
+			m.join(ctx, joinedAt)
+		}
+	}
+}
+
+// register registers the node as joining. A node that starts while the
+// routing tier still has it active (it crashed and came back before being
+// marked down) is marked down first: it may have missed writes, so it must
+// not serve reads before it has caught up, which is what joining does.
+func (m *Member) register(ctx context.Context) (route.State, error) {
+	self := m.cfg.Self
+	self.State = 0
+	for {
+		st, err := m.cfg.Router.Propose(ctx, route.Command{Op: route.OpRegister, Member: self})
+		if err == nil {
+			if me, ok := st.Member(self.ID); ok && me.State != route.Joining {
+				_, err = m.cfg.Router.Propose(ctx, route.Command{Op: route.OpMarkDown, ID: self.ID})
+				if err == nil {
+					st, err = m.cfg.Router.Propose(ctx, route.Command{Op: route.OpRegister, Member: self})
+				}
+			}
+		}
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return route.State{}, fmt.Errorf("cluster: registering node %d: %w", self.ID, err)
+		}
+		m.cfg.Logger.Warn("registering with the routing tier failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(m.cfg.Every):
+		}
+	}
+}
+
+// join pulls the joining node's keys from its peers and, once a round finds
+// nothing to take (or the time allowed has passed), asks to be activated.
+func (m *Member) join(ctx context.Context, since time.Time) {
+	c := m.cfg
+	sum := c.Node.AntiEntropyOnce(ctx)
+	if (sum.Errors > 0 || sum.Fetched > 0) && time.Since(since) < c.Activate {
+		c.Logger.Info("joining: syncing", "fetched", sum.Fetched, "errors", sum.Errors)
+		return
+	}
+	st, err := c.Router.Propose(ctx, route.Command{Op: route.OpActivate, ID: c.Self.ID})
+	if err != nil {
+		c.Logger.Warn("activation failed; will retry", "err", err)
+		return
+	}
+	_ = c.Node.SetState(st)
+	c.Logger.Info("active", "node", c.Self.ID, "epoch", st.Epoch)
+}
