@@ -221,3 +221,45 @@ func TestNoDisk(t *testing.T) {
 	require.True(t, called)
 	require.NoError(t, s.Flush())
 }
+
+// DropIf removes a key's copy, on disk too, only while its cell is the one
+// the caller saw, and leaves no tombstone behind.
+func TestDropIf(t *testing.T) {
+	d := newMemDisk()
+	clk := &fakeClock{now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	s := newDiskStore(t, d, clk)
+	require.NoError(t, s.Overwrite([]byte("reg"), []byte("v")))
+	_, err := s.SetAdd([]byte("set"), [][]byte{[]byte("a")})
+	require.NoError(t, err)
+	_, err = s.Delete([]byte("gone"))
+	require.NoError(t, err)
+	require.NoError(t, s.Flush())
+
+	for _, k := range []string{"reg", "set", "gone"} {
+		cell, ok := s.Cell([]byte(k), nil)
+		require.True(t, ok, k)
+		require.False(t, s.DropIf([]byte(k), append(cell[:len(cell):len(cell)], 0)), "%s: a different cell must not drop", k)
+		require.True(t, s.DropIf([]byte(k), cell), k)
+		_, ok = s.Cell([]byte(k), nil)
+		require.False(t, ok, "%s: no copy and no tombstone left", k)
+		require.False(t, s.DropIf([]byte(k), cell), "%s: dropped twice", k)
+	}
+	require.Zero(t, s.Len())
+	for _, st := range s.Stats() {
+		require.Zero(t, st.Bytes, "shard bytes back to zero")
+	}
+	require.NoError(t, s.Flush())
+	for _, k := range []string{"reg", "set", "gone"} {
+		_, ok := d.get(k)
+		require.False(t, ok, "%s is still on disk", k)
+	}
+
+	// A write after the caller read the cell keeps the key.
+	require.NoError(t, s.Overwrite([]byte("reg"), []byte("v1")))
+	old, _ := s.Cell([]byte("reg"), nil)
+	require.NoError(t, s.Overwrite([]byte("reg"), []byte("v2")))
+	require.False(t, s.DropIf([]byte("reg"), old))
+	v, err := s.GetString([]byte("reg"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(v))
+}

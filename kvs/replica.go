@@ -150,3 +150,39 @@ func (s *Store) Each(fn func(key, cell []byte) bool) {
 		}
 	}
 }
+
+// DropIf removes key's copy from this store, memory and disk, if its cell
+// encoding is still cell, and reports whether it did. Unlike Delete it
+// leaves no tombstone: it is for a replica that no longer holds the key
+// (the key's new owners have confirmed they hold cell), not a delete that
+// must reach other replicas. A key changed since cell was read is kept.
+func (s *Store) DropIf(key, cell []byte) bool {
+	sh, tag := s.shardFor(key)
+	t0 := sh.lock()
+	defer sh.unlock(t0)
+	if i := sh.lww.find(tag, key); i >= 0 {
+		if !bytes.Equal(sh.lwwAt(i), cell) {
+			return false
+		}
+		sh.removeLWWLocked(i)
+	} else {
+		c, ok := sh.cells[string(key)]
+		if !ok {
+			return false
+		}
+		enc, err := c.AppendBinary(nil)
+		if err != nil || !bytes.Equal(enc, cell) {
+			return false
+		}
+		delete(sh.cells, string(key))
+		if c.Value == nil {
+			sh.tombstones--
+			sh.stats.bytes -= int64(len(key) + entryOverhead)
+		} else {
+			sh.live--
+			sh.stats.bytes -= int64(len(key) + c.Value.Size() + entryOverhead)
+		}
+	}
+	s.markDirtyLocked(sh, key) // the flusher finds it gone and deletes it on disk
+	return true
+}
