@@ -14,9 +14,9 @@ import (
 	"github.com/trellisdb/trellis/wire"
 )
 
-// Run gossips every GossipEvery and runs anti-entropy with every peer every
-// AntiEntropyEvery, until ctx ends; then it waits for replication calls in
-// flight.
+// Run gossips every GossipEvery and, every AntiEntropyEvery, runs
+// anti-entropy with every peer and hands off the copies this node no longer
+// replicates, until ctx ends; then it waits for replication calls in flight.
 func (n *Node) Run(ctx context.Context) error {
 	gossip := time.NewTicker(n.cfg.GossipEvery)
 	defer gossip.Stop()
@@ -31,6 +31,9 @@ func (n *Node) Run(ctx context.Context) error {
 			n.GossipOnce(ctx)
 		case <-ae.C:
 			n.AntiEntropyOnce(ctx)
+			if s := n.HandoffOnce(ctx); s.Orphans > 0 {
+				n.log.Info("hand-off", "orphans", s.Orphans, "dropped", s.Dropped, "kept", s.Kept, "errors", s.Errors)
+			}
 		}
 	}
 }

@@ -49,6 +49,8 @@ type testCluster struct {
 	clk   *clock
 	state route.State
 	nodes []*testNode
+	// router, when set, is where nodes refresh their routing state.
+	router cluster.StateSource
 }
 
 type testNode struct {
@@ -80,17 +82,64 @@ func (tc *testCluster) start(tn *testNode) {
 	tn.store, err = kvs.NewStore(kvs.StoreConfig{NodeID: tn.id, Shards: 4, Now: tc.clk.Now, Logger: quiet})
 	require.NoError(tc.t, err)
 	tn.node, err = cluster.New(cluster.Config{ID: tn.id, Store: tn.store, Transport: tc.net.Endpoint(tn.addr),
-		Logger: quiet, BucketBits: 4})
+		Logger: quiet, BucketBits: 4, Router: tc.router})
 	require.NoError(tc.t, err)
 	require.NoError(tc.t, tn.node.SetState(tc.state))
 	tc.net.Attach(tn.addr, tn.node)
 }
 
-// replicas returns the test nodes responsible for key.
+// broadcast gives every node the cluster's routing state.
+func (tc *testCluster) broadcast() {
+	for _, tn := range tc.nodes {
+		require.NoError(tc.t, tn.node.SetState(tc.state))
+	}
+}
+
+// apply applies a membership command to the cluster's routing state and
+// gives every node the result.
+func (tc *testCluster) apply(c route.Command) {
+	next, err := route.Apply(tc.state, c)
+	require.NoError(tc.t, err)
+	tc.state = next
+	tc.broadcast()
+}
+
+// node returns the test node with id.
+func (tc *testCluster) node(id uint64) *testNode {
+	for _, tn := range tc.nodes {
+		if tn.id == id {
+			return tn
+		}
+	}
+	tc.t.Fatalf("no node %d", id)
+	return nil
+}
+
+// describeState prints a routing state's members.
+func describeState(st route.State) string {
+	s := fmt.Sprintf("epoch %d:", st.Epoch)
+	for _, m := range st.Members {
+		s += fmt.Sprintf(" %d:%s", m.ID, m.State)
+	}
+	return s
+}
+
+// replicas returns the test nodes responsible for key, by the newest
+// routing state a node has.
 func (tc *testCluster) replicas(key string) []*testNode {
+	newest := tc.nodes[0]
+	for _, tn := range tc.nodes {
+		if tn.node.Epoch() > newest.node.Epoch() {
+			newest = tn
+		}
+	}
 	var out []*testNode
-	for _, m := range tc.nodes[0].node.Replicas([]byte(key), nil) {
-		out = append(out, tc.nodes[m.ID-1])
+	for _, m := range newest.node.Replicas([]byte(key), nil) {
+		for _, tn := range tc.nodes {
+			if tn.id == m.ID {
+				out = append(out, tn)
+			}
+		}
 	}
 	return out
 }
@@ -286,4 +335,49 @@ func TestAntiEntropyPushesToALostReplica(t *testing.T) {
 	require.Zero(t, sum.Errors)
 	require.Equal(t, 50, sum.Pushed)
 	require.Equal(t, 50, lost.store.Len())
+}
+
+// A replica confirms a hand-off only at its own epoch and only for keys it
+// replicates; a refused batch merges nothing.
+func TestHandoffRefusals(t *testing.T) {
+	tc := newTestCluster(t, 4, 2, 1)
+	defer tc.close()
+	var mine, other string
+	for i := 0; mine == "" || other == ""; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		if containsNode(tc.replicas(k), tc.nodes[0]) {
+			mine = k
+		} else {
+			other = k
+		}
+	}
+	cell := func(v string) []byte {
+		b, err := lattice.Cell{Value: lattice.NewLWW(lattice.Timestamp(1), 9, []byte(v))}.AppendBinary(nil)
+		require.NoError(t, err)
+		return b
+	}
+	handoff := func(epoch uint64, keys ...string) *wire.Request {
+		r := &wire.Request{ID: 1, Op: wire.OpHandoff, Opts: wire.Options{Epoch: epoch}}
+		for _, k := range keys {
+			r.Keys, r.Values = append(r.Keys, []byte(k)), append(r.Values, cell("v"))
+		}
+		return r
+	}
+	for _, tt := range []struct {
+		name string
+		req  *wire.Request
+	}{
+		{"older epoch", handoff(0, mine)},
+		{"newer epoch", handoff(2, mine)},
+		{"key it does not replicate", handoff(1, mine, other)},
+	} {
+		resp := tc.do(tc.nodes[0].addr, tt.req)
+		require.ErrorIs(t, resp.Err(), wire.ErrWrongOwner, tt.name)
+		require.EqualValues(t, 1, resp.Epoch, tt.name)
+		require.Zero(t, tc.nodes[0].store.Len(), "%s: nothing merged", tt.name)
+	}
+	require.NoError(t, tc.do(tc.nodes[0].addr, handoff(1, mine)).Err())
+	v, ok := value(t, tc.nodes[0].store, mine)
+	require.True(t, ok)
+	require.Equal(t, "v", v)
 }

@@ -59,8 +59,11 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	return &Member{cfg: cfg}, nil
 }
 
-// Run registers the node and keeps it in the cluster until ctx ends. It
-// returns an error only if the node cannot be registered before ctx ends.
+// Run registers the node and keeps it in the cluster until ctx ends or the
+// node has left it. It returns ErrRemoved once a node that was asked to
+// leave (route.OpLeave) has handed its keys to the remaining members and
+// been removed, nil when ctx ends, and another error only if the node
+// cannot be registered before ctx ends.
 func (m *Member) Run(ctx context.Context) error {
 	c := m.cfg
 	st, err := m.register(ctx)
@@ -70,6 +73,7 @@ func (m *Member) Run(ctx context.Context) error {
 	_ = c.Node.SetState(st)
 	c.Logger.Info("registered with the routing tier", "node", c.Self.ID, "epoch", st.Epoch)
 	joinedAt := time.Now()
+	leaving := false // this node was seen leaving: once removed, it stops
 	t := time.NewTicker(c.Every)
 	defer t.Stop()
 	for {
@@ -91,6 +95,14 @@ func (m *Member) Run(ctx context.Context) error {
 		_ = c.Node.SetState(st)
 		me, ok := st.Member(c.Self.ID)
 		switch {
+		case !ok && leaving:
+			c.Logger.Info("removed from the cluster", "node", c.Self.ID, "epoch", st.Epoch)
+			return ErrRemoved
+		case me.State == route.Leaving:
+			leaving = true
+			if m.leave(ctx) {
+				return ErrRemoved
+			}
 		case !ok || me.State == route.Down:
 			// Marked down (we were unreachable) or removed: come back.
 			if st, err = m.register(ctx); err == nil {
@@ -150,4 +162,33 @@ func (m *Member) join(ctx context.Context, since time.Time) {
 	}
 	_ = c.Node.SetState(st)
 	c.Logger.Info("active", "node", c.Self.ID, "epoch", st.Epoch)
+}
+
+// leave hands a leaving node's keys to the members that replicate them once
+// it is gone (anti-entropy with every member, on the current and the pending
+// ring) and, once a round finds every one of them up to date, asks to be
+// removed. It reports whether the node was removed.
+func (m *Member) leave(ctx context.Context) bool {
+	c := m.cfg
+	sum := c.Node.AntiEntropyOnce(ctx)
+	if sum.Errors > 0 || sum.Pushed > 0 || sum.Fetched > 0 {
+		c.Logger.Info("leaving: handing off", "pushed", sum.Pushed, "fetched", sum.Fetched, "errors", sum.Errors)
+		return false
+	}
+	st, err := c.Router.Propose(ctx, route.Command{Op: route.OpRemove, ID: c.Self.ID})
+	if err != nil {
+		// A retried removal whose first attempt was committed fails as an
+		// unknown member: what counts is whether the node is still there.
+		if st, serr := c.Router.State(ctx); serr == nil {
+			if _, ok := st.Member(c.Self.ID); !ok {
+				_ = c.Node.SetState(st)
+				return true
+			}
+		}
+		c.Logger.Warn("removal failed; will retry", "err", err)
+		return false
+	}
+	_ = c.Node.SetState(st)
+	c.Logger.Info("handed off every key; removed from the cluster", "node", c.Self.ID, "epoch", st.Epoch)
+	return true
 }

@@ -110,6 +110,8 @@ func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []b
 			}
 		}
 		return wire.AppendNilResult(out, id)
+	case wire.OpHandoff:
+		return n.serveHandoff(ctx, req, out)
 	case wire.OpDigest:
 		bits, ok := n.bitsArg(req)
 		if !ok {

@@ -31,6 +31,7 @@ const (
 	OpDigest    Op = 34 // [requester id, bucket bits] → bin: 2^bits big-endian uint64 digests of the keys both nodes replicate
 	OpBucket    Op = 35 // [requester id, bucket bits, bucket] → [[key, cell hash]...] of that bucket
 	OpFetch     Op = 36 // [[key...]] → items: each key's cell (not found if absent)
+	OpHandoff   Op = 37 // [[key...], [cell...]] → nil: merges every cell, only at the sender's epoch, only keys the receiver replicates
 
 	// Operations of the routing tier (package route).
 	OpRing      Op = 40 // [] → bin: the routing state (route.State encoding)
@@ -44,7 +45,7 @@ var opNames = [...]string{
 	OpGetMany: "getmany", OpPutMany: "putmany", OpSet: "set", OpSetAdd: "setadd",
 	OpSetRemove: "setremove", OpCounterAdd: "counteradd", OpDeleteMany: "deletemany",
 	OpStats: "stats", OpReplicate: "replicate", OpGossip: "gossip", OpDigest: "digest",
-	OpBucket: "bucket", OpFetch: "fetch",
+	OpBucket: "bucket", OpFetch: "fetch", OpHandoff: "handoff",
 	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat", OpJoin: "join",
 }
 
@@ -63,14 +64,14 @@ func (o Op) Known() bool { return int(o) < len(opNames) && opNames[o] != "" }
 func (o Op) IsWrite() bool {
 	switch o {
 	case OpPut, OpSet, OpDelete, OpPutMany, OpDeleteMany, OpSetAdd, OpSetRemove, OpCounterAdd,
-		OpReplicate, OpGossip:
+		OpReplicate, OpGossip, OpHandoff:
 		return true
 	}
 	return false
 }
 
 // IsPeer reports whether o is an operation between storage nodes.
-func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpFetch }
+func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpHandoff }
 
 // layout is the shape of an operation's arguments.
 type layout uint8
@@ -94,7 +95,7 @@ var layouts = [...]layout{
 	OpSet: layoutKeyValue, OpSetAdd: layoutKeyMembers, OpSetRemove: layoutKeyMembers,
 	OpCounterAdd: layoutKeyInt, OpDeleteMany: layoutKeys, OpStats: layoutNone,
 	OpReplicate: layoutKeyValue, OpGossip: layoutKeysValues, OpDigest: layoutUints,
-	OpBucket: layoutUints, OpFetch: layoutKeys,
+	OpBucket: layoutUints, OpFetch: layoutKeys, OpHandoff: layoutKeysValues,
 	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints, OpJoin: layoutKeys,
 }
 

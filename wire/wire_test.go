@@ -18,7 +18,7 @@ var knownOps = []wire.Op{
 	wire.OpHello, wire.OpPing, wire.OpGet, wire.OpPut, wire.OpDelete, wire.OpGetMany,
 	wire.OpPutMany, wire.OpSet, wire.OpSetAdd, wire.OpSetRemove, wire.OpCounterAdd,
 	wire.OpDeleteMany, wire.OpStats, wire.OpReplicate, wire.OpGossip, wire.OpDigest,
-	wire.OpBucket, wire.OpFetch, wire.OpJoin, wire.OpRing, wire.OpCommand, wire.OpHeartbeat,
+	wire.OpBucket, wire.OpFetch, wire.OpHandoff, wire.OpJoin, wire.OpRing, wire.OpCommand, wire.OpHeartbeat,
 }
 
 func genBytes() *rapid.Generator[[]byte] { return rapid.SliceOfN(rapid.Byte(), 0, 40) }
@@ -45,7 +45,7 @@ func genRequest(t *rapid.T) wire.Request {
 		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits"), rapid.Uint64().Draw(t, "b")}
 	case wire.OpGetMany, wire.OpDeleteMany, wire.OpFetch, wire.OpJoin:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
-	case wire.OpPutMany, wire.OpGossip:
+	case wire.OpPutMany, wire.OpGossip, wire.OpHandoff:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
 		r.Values = rapid.SliceOfN(genBytes(), len(r.Keys), len(r.Keys)).Draw(t, "values")
 	case wire.OpSetAdd, wire.OpSetRemove:

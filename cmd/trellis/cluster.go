@@ -314,7 +314,12 @@ func runKVS(ctx context.Context, cfg config, s streams) error {
 		return errors.Join(err, g.Wait())
 	}
 	printNodeBanner(s.out, "kvs", n)
-	return ignoreCanceled(g.Wait())
+	err = g.Wait()
+	if errors.Is(err, cluster.ErrRemoved) {
+		log.Info("this node left the cluster; stopping")
+		return nil
+	}
+	return ignoreCanceled(err)
 }
 
 // printNodeBanner prints a storage node's banner (role "kvs").

@@ -72,9 +72,9 @@ type kvsProc struct {
 	native, redis string
 }
 
-func startKVS(t *testing.T, dir, routeAddrs string) *kvsProc {
-	n := startProcess(t, "kvs", "--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--route", routeAddrs,
-		"--data-dir", dir, "--log-level", "warn")
+func startKVS(t *testing.T, dir, routeAddrs string, extra ...string) *kvsProc {
+	n := startProcess(t, append([]string{"kvs", "--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--route", routeAddrs,
+		"--data-dir", dir, "--log-level", "warn"}, extra...)...)
 	lines := waitLines(t, n, "redis")
 	var id uint64
 	_, err := fmt.Sscanf(lines[0], "trellis %s kvs: node %d", new(string), &id)
@@ -232,4 +232,82 @@ func TestRoutingLeaderFailover(t *testing.T) {
 		}
 		one.Close()
 	}
+}
+
+// A node joins a running cluster and another leaves it, as separate
+// processes: every key stays readable through every node, the leaving
+// node's process exits by itself once it has handed its keys off, and in
+// the end each key has exactly three copies (the old owners dropped theirs).
+func TestClusterJoinAndLeave(t *testing.T) {
+	base := t.TempDir()
+	r := startRoute(t, base+"/route", "")
+	fast := []string{"--ae-every", "200ms"} // hand-offs within a second, not ten
+	var nodes []*kvsProc
+	for i := range 3 {
+		nodes = append(nodes, startKVS(t, fmt.Sprintf("%s/kvs%d", base, i), r.native, fast...))
+	}
+	st := waitActive(t, []string{r.native}, 3)
+	for _, n := range nodes {
+		waitServing(t, n, st.Epoch)
+	}
+	const keys = 300
+	for i := range keys {
+		require.Equal(t, "+OK", respDo(t, nodes[i%3].redis, "SET", fmt.Sprintf("key-%d", i), fmt.Sprintf("value-%d", i)))
+	}
+	checkAll := func(via []*kvsProc) {
+		t.Helper()
+		for i := range keys {
+			v := fmt.Sprintf("value-%d", i)
+			p := via[i%len(via)]
+			require.Equal(t, "$"+fmt.Sprint(len(v)), respDo(t, p.redis, "GET", fmt.Sprintf("key-%d", i)), "key-%d via node %d", i, p.id)
+		}
+	}
+	// copies waits until the nodes hold want copies of the keys in all.
+	copies := func(via []*kvsProc, want int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			total := 0
+			for _, p := range via {
+				n, err := strconv.Atoi(strings.TrimPrefix(respDo(t, p.redis, "DBSIZE"), ":"))
+				require.NoError(t, err)
+				total += n
+			}
+			if total == want {
+				return
+			}
+			require.True(t, time.Now().Before(deadline), "%d copies, want %d", total, want)
+			time.Sleep(50 * time.Millisecond) // a system-level poll with a deadline
+		}
+	}
+	copies(nodes, 3*keys)
+
+	joiner := startKVS(t, base+"/kvs3", r.native, fast...)
+	st = waitActive(t, []string{r.native}, 4)
+	waitServing(t, joiner, st.Epoch)
+	nodes = append(nodes, joiner)
+	checkAll(nodes)
+	copies(nodes, 3*keys) // the old owners dropped what the joiner took
+
+	leaver := nodes[0]
+	var out, errOut strings.Builder
+	code := run(context.Background(), []string{"cluster", "leave", fmt.Sprint(leaver.id), "--route", r.native}, strings.NewReader(""), &out, &errOut)
+	require.Zero(t, code, errOut.String())
+	require.Contains(t, out.String(), "is leaving")
+	select {
+	case <-leaver.exited:
+		require.True(t, leaver.cmd.ProcessState.Success(), "the leaving node exits cleanly: %v\n%s", leaver.cmd.ProcessState, leaver.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the leaving node did not exit; stderr:\n%s", leaver.stderr.String())
+	}
+	st = waitActive(t, []string{r.native}, 3)
+	require.Len(t, st.Members, 3)
+	checkAll(nodes[1:])
+	copies(nodes[1:], 3*keys)
+
+	out.Reset()
+	code = run(context.Background(), []string{"cluster", "status", "--route", r.native}, strings.NewReader(""), &out, &errOut)
+	require.Zero(t, code, errOut.String())
+	require.Contains(t, out.String(), "3 storage nodes")
+	require.NotContains(t, out.String(), fmt.Sprint(leaver.id))
 }

@@ -61,6 +61,8 @@ const (
 	cmdCLI   = "cli"
 	cmdKVS   = "kvs"
 	cmdRoute = "route"
+	// cmdCluster is "trellis cluster" and its subcommands.
+	cmdCluster = "cluster"
 )
 
 // envPrefix starts the name of every environment variable Trellis reads.
@@ -91,7 +93,7 @@ type setting struct {
 // it. Defaults are the kvs package's, so a zero config and `trellis up` agree.
 var settings = []setting{
 	str(configKey, "", "Config file to read settings from: YAML, TOML or JSON, by extension (flag or environment only).",
-		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute).fileForbidden(),
+		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdCluster).fileForbidden(),
 	str("addr", kvs.DefaultAddr,
 		`Native protocol address: where "up", "kvs" and "route" listen ("off" disables the listener; port 0 picks a free port) and where "cli" connects.`,
 		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute),
@@ -132,7 +134,7 @@ var settings = []setting{
 	str("log-format", "text", "Log format: text or json.",
 		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp, cmdKVS, cmdRoute),
 	dur("timeout", 10*time.Second, "Time limit of one command, connecting included.",
-		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI),
+		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI, cmdCluster),
 	str("raft-addr", "127.0.0.1:7800", "Address the routing node's Raft traffic listens on (port 0 picks a free port).",
 		func(c *config) *string { return &c.RaftAddr }, listenerAddr, cmdRoute),
 	str("join", "", `Native address of a running routing node whose group this one joins ("": form a new group, or restart one from the data directory).`,
@@ -141,8 +143,8 @@ var settings = []setting{
 		func(c *config) *int { return &c.RF }, between(1, 1024), cmdRoute, cmdUp),
 	dur("down-after", 5*time.Second, "How long a storage node may go without a heartbeat before the routing leader marks it down.",
 		func(c *config) *time.Duration { return &c.DownAfter }, positive, cmdRoute, cmdUp),
-	str("route", "", "Native addresses of the routing nodes, comma-separated (required).",
-		func(c *config) *string { return &c.Route }, nil, cmdKVS),
+	str("route", "", "Native addresses of the routing nodes, comma-separated (required by kvs and cluster).",
+		func(c *config) *string { return &c.Route }, nil, cmdKVS, cmdCluster),
 	str("ack", "quorum", "Acknowledgement of writes that ask for none: local, quorum or durable.",
 		func(c *config) *string { return &c.Ack }, oneOf("local", "quorum", "durable"), cmdKVS, cmdUp),
 	dur("gossip-every", 50*time.Millisecond, "How often a storage node sends replicas the writes it could not replicate at once.",

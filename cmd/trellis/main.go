@@ -95,7 +95,7 @@ docs/configuration.md.`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newUpCmd(s), newCLICmd(s), newVersionCmd(s), newBenchCmd(), newRouteCmd(s), newKVSCmd(s))
+	root.AddCommand(newUpCmd(s), newCLICmd(s), newVersionCmd(s), newBenchCmd(), newRouteCmd(s), newKVSCmd(s), newClusterCmd(s))
 	return root
 }
 

@@ -1,0 +1,160 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisdb/trellis/cluster"
+	"github.com/trellisdb/trellis/route"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// fakeRouter is a routing tier in memory: commands apply at once.
+type fakeRouter struct {
+	mu    sync.Mutex
+	state route.State
+	beats map[uint64]int
+}
+
+func (r *fakeRouter) State(context.Context) (route.State, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.Clone(), nil
+}
+
+func (r *fakeRouter) Propose(_ context.Context, c route.Command) (route.State, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next, err := route.Apply(r.state, c)
+	if err != nil {
+		return route.State{}, err
+	}
+	r.state = next
+	return next.Clone(), nil
+}
+
+func (r *fakeRouter) Heartbeat(_ context.Context, id uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.beats[id]++
+	return nil
+}
+
+func (r *fakeRouter) member(id uint64) (route.Member, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.Member(id)
+}
+
+// waitFor polls cond every few milliseconds until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Members register, sync and activate on their own; a member asked to leave
+// hands its keys to the others and is removed, and its Run returns
+// ErrRemoved; a node that had been active and starts again comes back
+// through joining.
+func TestMemberLifecycle(t *testing.T) {
+	tc := newTestCluster(t, 3, 2, 1)
+	defer tc.close()
+	router := &fakeRouter{state: route.State{Epoch: 1, DefaultRF: 2}, beats: map[uint64]int{}}
+	tc.state = route.State{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(tn *testNode) running {
+		m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
+			Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: 10 * time.Millisecond})
+		require.NoError(t, err)
+		mctx, mcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(mctx) }()
+		return running{mcancel, done}
+	}
+	members := map[uint64]running{}
+	for _, tn := range tc.nodes {
+		members[tn.id] = start(tn)
+	}
+	active := func(ids ...uint64) func() bool {
+		return func() bool {
+			for _, id := range ids {
+				if m, ok := router.member(id); !ok || m.State != route.Active {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "every node active", active(1, 2, 3))
+	waitFor(t, "every node at the newest epoch", func() bool {
+		st, _ := router.State(ctx)
+		for _, tn := range tc.nodes {
+			if tn.node.Epoch() != st.Epoch {
+				return false
+			}
+		}
+		return true
+	})
+
+	keys := make([]string, 60)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+		require.NoError(t, tc.do(tc.replicas(keys[i])[0].addr, set(keys[i], "v", wire.AckQuorum)).Err())
+	}
+	tc.settle()
+
+	// Node 3 leaves.
+	_, err := router.Propose(ctx, route.Command{Op: route.OpLeave, ID: 3})
+	require.NoError(t, err)
+	select {
+	case err := <-members[3].done:
+		require.ErrorIs(t, err, cluster.ErrRemoved)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leaving node was not removed")
+	}
+	_, still := router.member(3)
+	require.False(t, still)
+	waitFor(t, "nodes 1 and 2 at the newest epoch", func() bool {
+		st, _ := router.State(ctx)
+		return tc.nodes[0].node.Epoch() == st.Epoch && tc.nodes[1].node.Epoch() == st.Epoch
+	})
+	tc.net.Detach(tc.nodes[2].addr) // the process would exit now
+	for _, k := range keys {
+		for _, tn := range tc.nodes[:2] { // RF 2 over two nodes: both hold everything
+			v, ok := value(t, tn.store, k)
+			require.True(t, ok && v == "v", "node %d lacks %s", tn.id, k)
+		}
+	}
+
+	// Node 1 restarts (its member driver starts again) while still active:
+	// it comes back through joining, and is active again once synced.
+	members[1].cancel()
+	require.NoError(t, <-members[1].done)
+	epoch := tc.nodes[0].node.Epoch()
+	members[1] = start(tc.nodes[0])
+	waitFor(t, "node 1 re-registered", func() bool { return tc.nodes[0].node.Epoch() > epoch })
+	waitFor(t, "node 1 active again", active(1, 2))
+	router.mu.Lock()
+	require.NotZero(t, router.beats[1])
+	router.mu.Unlock()
+	for _, id := range []uint64{1, 2} {
+		members[id].cancel()
+		require.NoError(t, <-members[id].done)
+	}
+}
