@@ -130,17 +130,18 @@ func (n *Node) handoffBatch(ctx context.Context, v *view, keys [][]byte) Handoff
 
 // serveHandoff merges a hand-off batch, confirming that this node now holds
 // every cell in it. It refuses a batch sent at another epoch than its own
-// (the sender must decide at the view the replica confirms in) or holding a
-// key this node does not replicate.
+// (the sender must decide at the view the replica confirms in; a node behind
+// the sender refreshes its state first) or holding a key this node does not
+// replicate.
 //
 // On a node with a disk it confirms once the cells are synced: the sender
 // drops its copy on this word.
 func (n *Node) serveHandoff(ctx context.Context, req *wire.Request, out []byte) []byte {
 	v := n.view.Load()
+	if req.Opts.Epoch > v.state.Epoch && n.refresh(ctx) {
+		v = n.view.Load() // the sender knows a newer state: catch up first
+	}
 	if req.Opts.Epoch != v.state.Epoch {
-		if req.Opts.Epoch > v.state.Epoch {
-			n.refreshSoon()
-		}
 		return wire.AppendError(out, req.ID, &wire.Error{Code: wire.CodeWrongOwner,
 			Msg: fmt.Sprintf("hand-off at epoch %d, this node is at %d", req.Opts.Epoch, v.state.Epoch), Epoch: v.state.Epoch})
 	}

@@ -123,8 +123,9 @@ type scenario struct {
 	t  *testing.T
 	tc *testCluster
 
-	mu    sync.Mutex // guards the state the nodes' router reads
-	state route.State
+	mu        sync.Mutex // guards the state the nodes' router reads, and routerOff
+	state     route.State
+	routerOff bool
 }
 
 // State is the nodes' router: they fetch the routing state here when a peer
@@ -132,6 +133,9 @@ type scenario struct {
 func (sc *scenario) State(context.Context) (route.State, error) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if sc.routerOff {
+		return route.State{}, errors.New("routing tier unreachable")
+	}
 	return sc.state.Clone(), nil
 }
 
@@ -290,6 +294,11 @@ func (sc *scenario) run(line string) string {
 			g = append(g, sc.node(a).addr)
 		}
 		sc.tc.net.Partition(append(groups, g)...)
+		return "ok"
+	case "router": // router off|on: whether nodes can fetch the routing state
+		sc.mu.Lock()
+		sc.routerOff = args[0] == "off"
+		sc.mu.Unlock()
 		return "ok"
 	case "heal":
 		sc.tc.net.Heal()

@@ -81,7 +81,7 @@ func succeeded(frame []byte) bool {
 
 func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []byte {
 	id := req.ID
-	if req.Opts.Epoch > n.Epoch() {
+	if req.Opts.Epoch > n.Epoch() && req.Op != wire.OpHandoff { // (a hand-off refreshes first, itself)
 		n.refreshSoon()
 	}
 	switch req.Op {
