@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,6 +49,9 @@ Once it serves, it prints:
 		if err != nil {
 			return err
 		}
+		if err := needAdvertise("raft-addr", cfg.RaftAddr, cfg.AdvertiseRaftAddr); err != nil {
+			return err
+		}
 		ctx, stop := shutdownOnSignal(cmd.Context(), s.err)
 		defer stop()
 		return runtimeErr(runRoute(ctx, cfg, s))
@@ -81,6 +85,12 @@ Once it serves, it prints:
 		}
 		if strings.TrimSpace(cfg.Route) == "" {
 			return &configError{"kvs needs the routing nodes' addresses (--route or TRELLIS_ROUTE)"}
+		}
+		if err := needAdvertise("addr", cfg.Addr, cfg.AdvertiseAddr); err != nil {
+			return err
+		}
+		if err := needAdvertise("resp-addr", cfg.RESPAddr, cfg.AdvertiseRESPAddr); err != nil {
+			return err
 		}
 		ctx, stop := shutdownOnSignal(cmd.Context(), s.err)
 		defer stop()
@@ -116,7 +126,7 @@ func startRouteNode(ctx context.Context, g *errgroup.Group, cfg config, dataDir,
 	}
 	rn := &routeNode{id: "r" + strconv.FormatUint(id, 10)}
 	rn.node, err = route.NewNode(route.Config{
-		ID: rn.id, RaftAddr: raftAddr, DataDir: filepath.Join(dataDir, "route"),
+		ID: rn.id, RaftAddr: raftAddr, AdvertiseAddr: cfg.AdvertiseRaftAddr, DataDir: filepath.Join(dataDir, "route"),
 		Bootstrap: join == "", DefaultRF: cfg.RF, Logger: log.With("component", "raft"),
 	})
 	if err != nil {
@@ -192,6 +202,40 @@ type storageNode struct {
 	transport *cluster.TCPTransport
 	router    *route.Client
 	closeDisk func()
+	// adv and advRESP are the addresses the node registers, when they
+	// differ from where it listens.
+	adv, advRESP string
+}
+
+func (n *storageNode) advertise(listen string) string {
+	if n.adv != "" {
+		return n.adv
+	}
+	return listen
+}
+
+func (n *storageNode) advertiseRESP(listen string) string {
+	if n.advRESP != "" && listen != "" {
+		return n.advRESP
+	}
+	return listen
+}
+
+// needAdvertise refuses a cluster listener bound to every interface
+// (0.0.0.0, [::], or no host) without an address to advertise in its place:
+// other machines cannot reach "0.0.0.0".
+func needAdvertise(key, listen, adv string) error {
+	if adv != "" || listen == kvs.AddrOff {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil // (the setting's own check reports it)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return &configError{fmt.Sprintf("%s %s listens on every interface: set advertise-%s to the address other nodes reach it at", key, listen, key)}
+	}
+	return nil
 }
 
 // buildStorageNode builds a storage node from cfg with its own data
@@ -222,6 +266,7 @@ func buildStorageNode(cfg config, dataDir, addr, respAddr string, routeAddrs []s
 		storeCfg.NodeID = rand.Uint64() | 1
 	}
 	n.id = storeCfg.NodeID
+	n.adv, n.advRESP = cfg.AdvertiseAddr, cfg.AdvertiseRESPAddr
 	if n.store, err = kvs.NewStore(storeCfg); err != nil {
 		n.closeDisk()
 		return nil, err
@@ -263,7 +308,7 @@ func (n *storageNode) run(ctx context.Context, g *errgroup.Group, log *slog.Logg
 	}
 	m, err := cluster.NewMember(cluster.MemberConfig{
 		Node: n.node, Router: n.router, Logger: log,
-		Self: route.Member{ID: n.id, Addr: n.srv.Addr(), RESPAddr: n.srv.RESPAddr()},
+		Self: route.Member{ID: n.id, Addr: n.advertise(n.srv.Addr()), RESPAddr: n.advertiseRESP(n.srv.RESPAddr())},
 	})
 	if err != nil {
 		n.router.Close()

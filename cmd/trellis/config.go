@@ -53,6 +53,10 @@ type config struct {
 	GossipEvery  time.Duration
 	AEEvery      time.Duration
 	StorageNodes int
+
+	AdvertiseAddr     string
+	AdvertiseRESPAddr string
+	AdvertiseRaftAddr string
 }
 
 // Command names, as used in setting.cmds.
@@ -151,6 +155,12 @@ var settings = []setting{
 		func(c *config) *time.Duration { return &c.GossipEvery }, positive, cmdKVS, cmdUp),
 	dur("ae-every", 10*time.Second, "How often a storage node compares its keys with every peer (anti-entropy).",
 		func(c *config) *time.Duration { return &c.AEEvery }, positive, cmdKVS, cmdUp),
+	str("advertise-addr", "", `Native address other nodes and clients reach this storage node at ("": the listen address, which must then name a host, not 0.0.0.0).`,
+		func(c *config) *string { return &c.AdvertiseAddr }, optionalAddr, cmdKVS),
+	str("advertise-resp-addr", "", `Redis-protocol address other nodes forward commands to ("": the listen address, which must then name a host).`,
+		func(c *config) *string { return &c.AdvertiseRESPAddr }, optionalAddr, cmdKVS),
+	str("advertise-raft-addr", "", `Raft address the other routing nodes reach this one at ("": the listen address, which must then name a host).`,
+		func(c *config) *string { return &c.AdvertiseRaftAddr }, optionalAddr, cmdRoute),
 	num("storage-nodes", 0, `Storage nodes "up" runs as a cluster, with a routing node, in this process (0: one storage node, no cluster).`,
 		func(c *config) *int { return &c.StorageNodes }, between(0, 64), cmdUp),
 }

@@ -264,3 +264,30 @@ func TestConfigDoc(t *testing.T) {
 		t.Fatalf("%s is not what the settings table generates; run\n\tgo test ./cmd/trellis -run TestConfigDoc -update\nand review the diff", path)
 	}
 }
+
+// A cluster listener bound to every interface needs an address to
+// advertise: other machines cannot reach 0.0.0.0.
+func TestNeedAdvertise(t *testing.T) {
+	for _, tc := range []struct {
+		listen, adv string
+		ok          bool
+	}{
+		{"127.0.0.1:7701", "", true},
+		{"10.0.0.5:7701", "", true},
+		{"node1.example:7701", "", true},
+		{"off", "", true},
+		{"0.0.0.0:7701", "", false},
+		{":7701", "", false},
+		{"[::]:7701", "", false},
+		{"0.0.0.0:7701", "10.0.0.5:7701", true},
+	} {
+		err := needAdvertise("addr", tc.listen, tc.adv)
+		if tc.ok {
+			assert.NoError(t, err, tc.listen)
+			continue
+		}
+		var ce *configError
+		require.ErrorAs(t, err, &ce, tc.listen)
+		assert.Contains(t, err.Error(), "advertise-addr")
+	}
+}
