@@ -60,10 +60,28 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	ctx := context.Background()
 	lv := slogLevel(level)
+	if lv == slog.LevelWarn && firstElection(msg, args) {
+		lv = slog.LevelDebug // a node that never had a leader: nothing is wrong
+	}
 	if !a.l.Enabled(ctx, lv) {
 		return
 	}
 	a.l.Log(ctx, lv, msg, plainArgs(args)...)
+}
+
+// firstElection reports whether msg is raft's warning that it starts an
+// election without ever having heard from a leader: what every new group's
+// first node does once, not a sign of trouble.
+func firstElection(msg string, args []any) bool {
+	if msg != "heartbeat timeout reached, starting election" {
+		return false
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "last-leader-addr" {
+			return fmt.Sprint(args[i+1]) == ""
+		}
+	}
+	return false
 }
 
 // plainArgs returns args with hclog's formatting wrappers (hclog.Fmt and

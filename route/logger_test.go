@@ -44,3 +44,18 @@ func TestHclogAdapter(t *testing.T) {
 		t.Fatalf("standard logger: %q", got)
 	}
 }
+
+// A new group's first election is not a warning; a lost leader is.
+func TestFirstElectionIsNotAWarning(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHclog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})), "raft")
+	type serverAddress string // as raft passes it
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", serverAddress(""), "last-leader-id", "")
+	if buf.Len() != 0 {
+		t.Fatalf("first election logged at Info or above: %q", buf.String())
+	}
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", serverAddress("10.0.0.1:7810"), "last-leader-id", "r1")
+	if !strings.Contains(buf.String(), "level=WARN") {
+		t.Fatalf("a lost leader must warn: %q", buf.String())
+	}
+}
