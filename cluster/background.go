@@ -78,15 +78,52 @@ func (n *Node) GossipOnce(ctx context.Context) int {
 	sent := 0
 	for _, a := range addrs {
 		b := batches[a]
-		if err := n.call(ctx, a, b); err != nil {
-			for _, k := range b.Keys {
-				n.enqueue(k)
+		for _, part := range chunks(b.Keys, b.Values) {
+			r := &wire.Request{Op: b.Op, Opts: b.Opts, Keys: b.Keys[part.from:part.to], Values: b.Values[part.from:part.to]}
+			if err := n.call(ctx, a, r); err != nil {
+				for _, k := range r.Keys {
+					n.enqueue(k)
+				}
+				continue
 			}
-			continue
+			sent += len(r.Keys)
 		}
-		sent += len(b.Keys)
 	}
 	return sent
+}
+
+// Limits of one batch of keys (and cells) sent to a peer, well inside any
+// frame limit: a node with a million keys to move sends many calls, not one
+// that no peer accepts.
+var (
+	maxBatchKeys  = 1024
+	maxBatchBytes = 1 << 20
+)
+
+// span is a half-open range of indexes.
+type span struct{ from, to int }
+
+// chunks splits keys (with values, if any: len(values) is len(keys) or 0)
+// into consecutive spans of at most maxBatchKeys keys and about
+// maxBatchBytes bytes (a single larger entry gets a span of its own).
+func chunks(keys, values [][]byte) []span {
+	var out []span
+	from, size := 0, 0
+	for i, k := range keys {
+		sz := len(k) + 16
+		if len(values) > 0 {
+			sz += len(values[i])
+		}
+		if i > from && (i-from >= maxBatchKeys || size+sz > maxBatchBytes) {
+			out = append(out, span{from, i})
+			from, size = i, 0
+		}
+		size += sz
+	}
+	if from < len(keys) {
+		out = append(out, span{from, len(keys)})
+	}
+	return out
 }
 
 // call makes a call bounded by ReplicaTimeout and returns its error, the
@@ -165,8 +202,12 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 	}
 	mine := n.bucketKeys(p.ID, bits, diff)
 	theirs := map[string]uint64{}
-	for _, b := range slices.Sorted(maps.Keys(diff)) {
-		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpBucket, Uints: []uint64{n.cfg.ID, uint64(bits), b}})
+	buckets := slices.Sorted(maps.Keys(diff))
+	for len(buckets) > 0 {
+		k := min(len(buckets), maxBucketsPerCall)
+		req := &wire.Request{Op: wire.OpBucket, Uints: append([]uint64{n.cfg.ID, uint64(bits)}, buckets[:k]...)}
+		buckets = buckets[k:]
+		resp, err := n.callResp(ctx, p.Addr, req)
 		if err != nil {
 			return sum, err
 		}
@@ -186,44 +227,58 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 		}
 	}
 	slices.SortFunc(fetch, bytes.Compare)
-	if len(fetch) > 0 {
-		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpFetch, Keys: fetch})
+	var items []wire.Item
+	for _, part := range chunks(fetch, nil) {
+		keys := fetch[part.from:part.to]
+		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpFetch, Keys: keys})
 		if err != nil {
 			return sum, err
 		}
-		items, err := resp.Items(nil)
-		if err != nil || len(items) != len(fetch) {
+		items, err = resp.Items(items[:0])
+		if err != nil || len(items) != len(keys) {
 			return sum, fmt.Errorf("cluster: bad fetch reply from %d", p.ID)
 		}
 		for i, it := range items {
 			if it.Err() != nil {
 				continue // gone since: nothing to take
 			}
-			if _, err := n.store.MergeCell(fetch[i], it.Value); err != nil {
+			if _, err := n.store.MergeCell(keys[i], it.Value); err != nil {
 				return sum, err
 			}
 			sum.Fetched++
-			if _, ok := mine[string(fetch[i])]; ok {
-				push = append(push, fetch[i]) // both had it: send back the join
+			if _, ok := mine[string(keys[i])]; ok {
+				push = append(push, keys[i]) // both had it: send back the join
 			}
 		}
 	}
-	if len(push) > 0 {
-		slices.SortFunc(push, bytes.Compare)
+	slices.SortFunc(push, bytes.Compare)
+	for len(push) > 0 {
 		g := &wire.Request{Op: wire.OpGossip}
-		for _, k := range push {
+		size := 0
+		for len(push) > 0 && len(g.Keys) < maxBatchKeys && size < maxBatchBytes {
+			k := push[0]
+			push = push[1:]
 			if cell, ok := n.store.Cell(k, nil); ok {
 				g.Keys = append(g.Keys, k)
 				g.Values = append(g.Values, cell)
+				size += len(k) + len(cell) + 16
 			}
+		}
+		if len(g.Keys) == 0 {
+			break
 		}
 		if err := n.call(ctx, p.Addr, g); err != nil {
 			return sum, err
 		}
-		sum.Pushed = len(g.Keys)
+		sum.Pushed += len(g.Keys)
 	}
 	return sum, nil
 }
+
+// maxBucketsPerCall bounds the buckets one OpBucket call asks for: with
+// 2^10 buckets, a node holding a million keys answers about 60k keys' hashes
+// per call.
+var maxBucketsPerCall = 64 // (at most wire.MaxBuckets)
 
 // readKeyHashes decodes a bucket reply, [[key, hash]...], into m.
 func readKeyHashes(b []byte, m map[string]uint64) error {

@@ -381,3 +381,45 @@ func TestHandoffRefusals(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "v", v)
 }
+
+// Anti-entropy and gossip move many keys in many bounded calls: with tiny
+// batch limits a wiped replica is still fully repaired, and a backlog of
+// queued keys is still fully sent.
+func TestBatchesAreBounded(t *testing.T) {
+	defer cluster.SetBatchLimits(7, 300, 3)()
+	tc := newTestCluster(t, 3, 3, 1)
+	defer tc.close()
+	for i := range 300 {
+		k := fmt.Sprintf("key-%d", i)
+		require.NoError(t, tc.do(tc.nodes[0].addr, set(k, "v"+k, wire.AckLocal)).Err())
+	}
+	tc.settle()
+	require.Equal(t, 300, tc.nodes[0].node.Pending())
+	before := tc.net.Stats().Delivered
+	require.Equal(t, 600, tc.nodes[0].node.GossipOnce(context.Background()), "300 keys to 2 peers")
+	calls := tc.net.Stats().Delivered - before
+	require.GreaterOrEqual(t, calls, uint64(2*300/7), "gossip is split into batches of at most 7 keys")
+	for _, tn := range tc.nodes {
+		require.Equal(t, 300, tn.store.Len(), "node %d", tn.id)
+	}
+
+	lost := tc.nodes[2]
+	tc.start(lost)
+	sum := lost.node.AntiEntropyOnce(context.Background())
+	require.Zero(t, sum.Errors)
+	require.Equal(t, 300, sum.Fetched)
+	for i := range 300 {
+		k := fmt.Sprintf("key-%d", i)
+		v, ok := value(t, lost.store, k)
+		require.True(t, ok, k)
+		require.Equal(t, "v"+k, v)
+	}
+
+	// A bucket request names at most wire.MaxBuckets buckets.
+	uints := []uint64{1, 10}
+	for b := range wire.MaxBuckets + 1 {
+		uints = append(uints, uint64(b))
+	}
+	_, err := tc.net.Endpoint("client").Call(context.Background(), tc.nodes[0].addr, &wire.Request{ID: 1, Op: wire.OpBucket, Uints: uints})
+	require.ErrorIs(t, err, wire.ErrBadRequest)
+}

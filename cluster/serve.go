@@ -126,10 +126,17 @@ func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []b
 		return wire.EndFrame(out, start)
 	case wire.OpBucket:
 		bits, ok := n.bitsArg(req)
-		if !ok || req.Uints[2] >= 1<<bits {
+		if !ok || len(req.Uints) < 3 || len(req.Uints) > 2+maxBucketsPerCall {
 			return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "bad bucket arguments"))
 		}
-		keys := n.bucketKeys(req.Uints[0], bits, map[uint64]bool{req.Uints[2]: true})
+		want := make(map[uint64]bool, len(req.Uints)-2)
+		for _, b := range req.Uints[2:] {
+			if b >= 1<<bits {
+				return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "bucket %d out of range", b))
+			}
+			want[b] = true
+		}
+		keys := n.bucketKeys(req.Uints[0], bits, want)
 		out, start := wire.BeginResult(out, id)
 		out = pack.AppendArrayHeader(out, len(keys))
 		for k, h := range keys {

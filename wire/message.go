@@ -29,7 +29,7 @@ const (
 	OpReplicate Op = 32 // [key, cell] → int: 1 if the cell changed the key; honours AckDurable
 	OpGossip    Op = 33 // [[key...], [cell...]] → nil; merges every cell
 	OpDigest    Op = 34 // [requester id, bucket bits] → bin: 2^bits big-endian uint64 digests of the keys both nodes replicate
-	OpBucket    Op = 35 // [requester id, bucket bits, bucket] → [[key, cell hash]...] of that bucket
+	OpBucket    Op = 35 // [requester id, bucket bits, bucket...] → [[key, cell hash]...] of those buckets (1 to MaxBuckets)
 	OpFetch     Op = 36 // [[key...]] → items: each key's cell (not found if absent)
 	OpHandoff   Op = 37 // [[key...], [cell...]] → nil: merges every cell, only at the sender's epoch, only keys the receiver replicates
 
@@ -70,6 +70,9 @@ func (o Op) IsWrite() bool {
 	return false
 }
 
+// MaxBuckets is the most anti-entropy buckets one OpBucket request names.
+const MaxBuckets = 1024
+
 // IsPeer reports whether o is an operation between storage nodes.
 func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpHandoff }
 
@@ -86,7 +89,7 @@ const (
 	layoutKeyMembers               // key, [member...]
 	layoutKeyInt                   // key, int
 	layoutHello                    // uint, str
-	layoutUints                    // 1, 2 or 3 uints
+	layoutUints                    // uints: 1 (heartbeat), 2 (digest), 3 to 2+MaxBuckets (bucket)
 )
 
 var layouts = [...]layout{
@@ -145,7 +148,7 @@ type Request struct {
 	Values  [][]byte // OpPutMany (encodings, parallel to Keys)
 	Members [][]byte // OpSetAdd, OpSetRemove
 	Int     int64    // OpCounterAdd (delta), OpHello (protocol version)
-	Uints   []uint64 // OpDigest (2), OpBucket (3), OpHeartbeat (1)
+	Uints   []uint64 // OpDigest (2), OpBucket (3 to 2+MaxBuckets), OpHeartbeat (1)
 }
 
 // Decode decodes a request body. On error the request's fields are
@@ -281,7 +284,10 @@ func (r *Request) decodeArgs(rd *pack.Reader, nargs int) error {
 		n := 2
 		switch r.Op {
 		case OpBucket:
-			n = 3
+			n = nargs // requester, bits, then one or more buckets
+			if nargs < 3 || nargs > 2+MaxBuckets {
+				return fmt.Errorf("%w: %s takes 3 to %d arguments, got %d", ErrBadRequest, r.Op, 2+MaxBuckets, nargs)
+			}
 		case OpHeartbeat:
 			n = 1
 		}

@@ -42,7 +42,8 @@ func genRequest(t *rapid.T) wire.Request {
 	case wire.OpDigest:
 		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits")}
 	case wire.OpBucket:
-		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits"), rapid.Uint64().Draw(t, "b")}
+		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits")}
+		r.Uints = append(r.Uints, rapid.SliceOfN(rapid.Uint64(), 1, 40).Draw(t, "buckets")...)
 	case wire.OpGetMany, wire.OpDeleteMany, wire.OpFetch, wire.OpJoin:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
 	case wire.OpPutMany, wire.OpGossip, wire.OpHandoff:

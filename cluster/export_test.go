@@ -1,0 +1,9 @@
+package cluster
+
+// SetBatchLimits sets the limits of batches sent to peers, for tests that
+// want many small batches, and returns a function that restores them.
+func SetBatchLimits(keys, bytes, buckets int) (restore func()) {
+	k, b, bu := maxBatchKeys, maxBatchBytes, maxBucketsPerCall
+	maxBatchKeys, maxBatchBytes, maxBucketsPerCall = keys, bytes, buckets
+	return func() { maxBatchKeys, maxBatchBytes, maxBucketsPerCall = k, b, bu }
+}
