@@ -423,3 +423,38 @@ func TestBatchesAreBounded(t *testing.T) {
 	_, err := tc.net.Endpoint("client").Call(context.Background(), tc.nodes[0].addr, &wire.Request{ID: 1, Op: wire.OpBucket, Uints: uints})
 	require.ErrorIs(t, err, wire.ErrBadRequest)
 }
+
+// A hand-off of many keys goes in many bounded batches, and completes.
+func TestHandoffInBatches(t *testing.T) {
+	defer cluster.SetBatchLimits(7, 300, 3)()
+	tc := newTestCluster(t, 4, 2, 1)
+	defer tc.close()
+	tc.state.Members = tc.state.Members[:3]
+	tc.state.Epoch++
+	tc.broadcast()
+	for i := range 200 {
+		k := fmt.Sprintf("key-%d", i)
+		require.NoError(t, tc.do(tc.replicas(k)[0].addr, set(k, "v", wire.AckQuorum)).Err())
+	}
+	tc.settle()
+	tc.apply(route.Command{Op: route.OpRegister, Member: route.Member{ID: 4, Addr: tc.nodes[3].addr}})
+	require.Zero(t, tc.nodes[3].node.AntiEntropyOnce(context.Background()).Errors)
+	tc.apply(route.Command{Op: route.OpActivate, ID: 4})
+	before := tc.net.Stats().Delivered
+	var sum cluster.HandoffSummary
+	for _, tn := range tc.nodes {
+		s := tn.node.HandoffOnce(context.Background())
+		sum.Orphans += s.Orphans
+		sum.Dropped += s.Dropped
+		sum.Kept += s.Kept + s.Errors
+	}
+	require.NotZero(t, sum.Orphans)
+	require.Equal(t, sum.Orphans, sum.Dropped)
+	require.Zero(t, sum.Kept)
+	require.GreaterOrEqual(t, tc.net.Stats().Delivered-before, uint64(sum.Orphans/7))
+	total := 0
+	for _, tn := range tc.nodes {
+		total += tn.store.Len()
+	}
+	require.Equal(t, 2*200, total, "two copies of each key, no more")
+}

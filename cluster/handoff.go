@@ -19,9 +19,6 @@ type HandoffSummary struct {
 	Errors  int // hand-off calls that failed
 }
 
-// handoffBatch is how many keys one HANDOFF call carries at most.
-const handoffBatch = 256
-
 // HandoffOnce moves the copies of keys this node holds but no longer
 // replicates (the ring moved past it: a node joined, or this one left) to the
 // keys' replicas, and drops each copy once every replica, on the current and
@@ -55,32 +52,42 @@ func (n *Node) HandoffOnce(ctx context.Context) HandoffSummary {
 	sum.Orphans = len(orphans)
 	slices.SortFunc(orphans, bytes.Compare) // deterministic batches for deterministic tests
 	for len(orphans) > 0 && ctx.Err() == nil {
-		k := min(len(orphans), handoffBatch)
-		s := n.handoffBatch(ctx, v, orphans[:k])
+		s, done := n.handoffBatch(ctx, v, orphans)
 		sum.Dropped += s.Dropped
 		sum.Kept += s.Kept
 		sum.Errors += s.Errors
-		orphans = orphans[k:]
+		orphans = orphans[done:]
 	}
 	sum.Kept += len(orphans) // left for the next pass when ctx ended
 	return sum
 }
 
-// handoffBatch hands off one batch of keys: it sends each key's cell to
-// every replica of the key, then drops the copies every replica confirmed.
-func (n *Node) handoffBatch(ctx context.Context, v *view, keys [][]byte) HandoffSummary {
+// handoffBatch hands off a batch of the first keys (at most maxBatchKeys of
+// them, about maxBatchBytes of cells): it sends each key's cell to every
+// replica of the key, then drops the copies every replica confirmed. It
+// returns how many keys the batch took.
+func (n *Node) handoffBatch(ctx context.Context, v *view, keys [][]byte) (HandoffSummary, int) {
 	var sum HandoffSummary
-	cells := make([][]byte, len(keys))
+	var cells [][]byte // nil: gone since the scan
+	size := 0
+	for i, k := range keys {
+		if i == maxBatchKeys || (i > 0 && size > maxBatchBytes) {
+			keys = keys[:i]
+			break
+		}
+		cell, _ := n.store.Cell(k, nil)
+		cells = append(cells, cell)
+		size += len(k) + len(cell) + 16
+	}
 	reqs := map[string]*wire.Request{}
 	var addrs []string
 	need := make([]int, len(keys)) // replicas that must confirm each key
 	var buf []route.Member
 	for i, k := range keys {
-		cell, ok := n.store.Cell(k, nil)
-		if !ok {
+		cell := cells[i]
+		if cell == nil {
 			continue
 		}
-		cells[i] = cell
 		buf = v.allReplicas(k, buf[:0])
 		for _, m := range buf {
 			r := reqs[m.Addr]
@@ -125,7 +132,7 @@ func (n *Node) handoffBatch(ctx context.Context, v *view, keys [][]byte) Handoff
 			sum.Kept++
 		}
 	}
-	return sum
+	return sum, len(keys)
 }
 
 // serveHandoff merges a hand-off batch, confirming that this node now holds
