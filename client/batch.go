@@ -85,10 +85,13 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.c.ack != wire.AckDefault {
+	if b.c.ack != wire.AckDefault || b.c.epoch != 0 {
 		for i := range b.reqs {
-			if b.reqs[i].Op.IsWrite() {
+			if b.c.ack != wire.AckDefault && b.reqs[i].Op.IsWrite() {
 				b.reqs[i].Opts.Ack = b.c.ack
+			}
+			if b.c.epoch != 0 {
+				b.reqs[i].Opts.Epoch = b.c.epoch
 			}
 		}
 	}

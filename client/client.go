@@ -64,8 +64,9 @@ type ServerInfo struct {
 // Client is a connection pool to one Trellis node. It is safe for concurrent
 // use. Close it to release its connections.
 type Client struct {
-	*pool          // shared by every view of the client (see WithAck)
+	*pool          // shared by every view of the client (see WithAck, WithEpoch)
 	ack   wire.Ack // acknowledgement asked for by writes; 0: the server's default
+	epoch uint64   // routing epoch sent with every request; 0: none
 }
 
 // pool is the state a Client and its views share.
@@ -89,8 +90,27 @@ const (
 )
 
 // WithAck returns a view of c whose writes ask for the acknowledgement ack.
-// The view shares c's connections: closing either closes both.
-func (c *Client) WithAck(ack wire.Ack) *Client { return &Client{pool: c.pool, ack: ack} }
+// The view shares c's connections: closing either closes both. It keeps c's
+// routing epoch (WithEpoch).
+func (c *Client) WithAck(ack wire.Ack) *Client {
+	v := *c
+	v.ack = ack
+	return &v
+}
+
+// WithEpoch returns a view of c whose requests carry the routing epoch
+// epoch (wire.Options.Epoch): the ring epoch the caller chose this node by.
+// A cluster's storage node that routes by an older epoch refreshes its
+// routing state before it answers; one that is not responsible for the key
+// answers ErrWrongOwner with its own epoch (docs/cluster-design.md,
+// "Requests"). 0 sends no epoch, as c does. The view shares c's
+// connections: closing either closes both. It keeps c's acknowledgement
+// (WithAck).
+func (c *Client) WithEpoch(epoch uint64) *Client {
+	v := *c
+	v.epoch = epoch
+	return &v
+}
 
 // Dial connects to the node at addr and checks that it speaks this client's
 // protocol version.
@@ -262,6 +282,9 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
 	if c.ack != wire.AckDefault && req.Op.IsWrite() {
 		req.Opts.Ack = c.ack
 	}
+	if c.epoch != 0 {
+		req.Opts.Epoch = c.epoch
+	}
 	cn, err := c.pick(ctx)
 	if err != nil {
 		return nil, err
@@ -287,8 +310,8 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*call, error) {
 // req.ID.
 //
 // The client picks the wire id of the request, so req.ID is not sent, and
-// req is not modified; req.Opts are sent as they are (a WithAck view does
-// not change them).
+// req is not modified; req.Opts are sent as they are (a WithAck or WithEpoch
+// view does not change them).
 func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr(ctx)

@@ -23,17 +23,20 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run benchmarks against a Trellis node",
-		Long: `Benchmarks against a running node (start one with 'trellis up').
+		Long: `Benchmarks against a running node (start one with 'trellis up'), or against
+a cluster they start themselves.
 
   kvs      native-protocol load: throughput and latency percentiles
   memory   fill a Redis-protocol server with keys and report its RSS
   resp     print the commands that compare the Redis port with redis-server
+  cluster  start a cluster in this process; measure quorum latency, gossip
+           convergence, hand-off to a joining node, restart from disk
 
 Progress goes to stderr (only when it is a terminal), results to stdout;
 --json prints exactly one JSON object.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newBenchKVSCmd(), newBenchMemoryCmd(), newBenchRESPCmd())
+	cmd.AddCommand(newBenchKVSCmd(), newBenchMemoryCmd(), newBenchRESPCmd(), newBenchClusterCmd())
 	return cmd
 }
 

@@ -1,0 +1,9 @@
+package clusterclient
+
+import (
+	"testing"
+
+	"github.com/trellisdb/trellis/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
