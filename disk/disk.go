@@ -266,7 +266,22 @@ func (d *DB) Get(key, dst []byte) ([]byte, error) {
 	if isPoison(v) {
 		return dst, poisonErr(key, v)
 	}
-	return append(dst, v...), nil
+	return append(dst, v...), nil // v is Pebble's until closer.Close: copy it
+}
+
+// ReadCell is Get in the form a store with a memory budget reads evicted
+// keys back with (kvs.DiskReader): it appends key's stored cell encoding to
+// dst, and found is false, with no error, if the key holds nothing. It sees
+// every Write that has returned. dst is returned unchanged unless found.
+func (d *DB) ReadCell(key, dst []byte) (out []byte, found bool, err error) {
+	out, err = d.Get(key, dst)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return dst, false, nil
+	case err != nil:
+		return dst, false, err
+	}
+	return out, true, nil
 }
 
 // Scan calls fn with every key and its cell encoding, in key order, until fn

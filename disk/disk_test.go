@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,7 +23,7 @@ import (
 // (and deletes) on a few keys, synced or not, with flushes, compactions and
 // reopens between them so that Pebble merges operands in memtables, during
 // flushes, in compactions of partial stacks and at read time. After every
-// step, Get of every key and Scan return exactly the join of the cells
+// step, Get and ReadCell of every key and Scan return exactly the join of the cells
 // written to the key since its last delete.
 func TestMatchesModel(t *testing.T) {
 	keys := []string{"", "a", "b", "c"}
@@ -70,6 +72,10 @@ func TestMatchesModel(t *testing.T) {
 					if ok != inModel || (ok && !got.Equal(want)) {
 						t.Fatalf("key %q: got %+v (exists %v), want %+v (exists %v)", k, got, ok, want, inModel)
 					}
+					rc, found, err := d.ReadCell([]byte(k), nil)
+					if err != nil || found != inModel || (found && !bytes.Equal(rc, enc(t, want))) {
+						t.Fatalf("ReadCell %q: %x, %v, %v; want %+v (exists %v)", k, rc, found, err, want, inModel)
+					}
 				}
 				var scanned []string
 				err := d.Scan(func(key, cell []byte) error {
@@ -107,6 +113,141 @@ func TestGetAppendsAndReportsNotFound(t *testing.T) {
 	got, err = d.Get([]byte("missing"), []byte("prefix"))
 	require.ErrorIs(t, err, ErrNotFound)
 	require.Equal(t, []byte("prefix"), got)
+}
+
+// ReadCell appends what Get does; a key that holds nothing, never or since
+// its delete, is not found and not an error; a corrupt key and a closed DB
+// are errors. What it returned stays intact after the value it was read from
+// has been overwritten, flushed and compacted away (Pebble's value is only
+// lent until its closer is closed).
+func TestReadCell(t *testing.T) {
+	d := mustOpen(t, vfs.NewMem(), "db")
+	c1 := enc(t, lattice.Cell{Value: lattice.NewLWW(5, 1, []byte("v1"))})
+	c2 := enc(t, lattice.Cell{Value: lattice.NewLWW(6, 1, []byte("v2"))})
+	k := []byte("k")
+	mustWrite(t, d, false, Change{Key: k, Cell: c1})
+
+	got, found, err := d.ReadCell(k, []byte("prefix"))
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, append([]byte("prefix"), c1...), got)
+
+	compactAll(t, d) // now read from an sstable through the block cache
+	fromTable, found, err := d.ReadCell(k, nil)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, c1, fromTable)
+	for i := range 200 { // churn the cache and the tables under the returned slices
+		mustWrite(t, d, false, Change{Key: []byte(fmt.Sprintf("x%03d", i)), Cell: c2}, Change{Key: k, Cell: c2})
+	}
+	compactAll(t, d)
+	require.Equal(t, append([]byte("prefix"), c1...), got)
+	require.Equal(t, c1, fromTable)
+	got, found, err = d.ReadCell(k, nil)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, c2, got, "the later write won")
+
+	for _, key := range []string{"never", "k"} {
+		if key == "k" {
+			mustWrite(t, d, false, Change{Key: k})
+		}
+		got, found, err = d.ReadCell([]byte(key), []byte("dst"))
+		require.NoError(t, err, key)
+		require.False(t, found, key)
+		require.Equal(t, []byte("dst"), got, key)
+	}
+
+	require.NoError(t, d.pdb.Merge(pebbleKey("bad"), []byte("\x00garbage"), pebble.NoSync))
+	got, found, err = d.ReadCell([]byte("bad"), []byte("dst"))
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.False(t, found)
+	require.Equal(t, []byte("dst"), got)
+
+	require.NoError(t, d.Close())
+	_, found, err = d.ReadCell(k, nil)
+	require.ErrorIs(t, err, ErrClosed)
+	require.False(t, found)
+}
+
+// ReadCell runs concurrently with Write, Scan and other ReadCells (run with
+// -race) and sees every Write that returned before it began: writers raise
+// each key's Max and publish what they wrote; a reader never reads less than
+// what was published before its read.
+func TestReadCellConcurrent(t *testing.T) {
+	d := mustOpen(t, vfs.NewMem(), "db")
+	defer d.Close()
+	const keys, rounds = 8, 300
+	var published [keys]atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				k := (i*2 + w) % keys
+				v := int64(i + 1)
+				c := enc(t, lattice.Cell{Value: &lattice.Max{Value: v}})
+				if err := d.Write([]Change{{Key: []byte(fmt.Sprint(k)), Cell: c}}, false); err != nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+				for {
+					p := published[k].Load()
+					if p >= v || published[k].CompareAndSwap(p, v) {
+						break
+					}
+				}
+				if i%100 == 0 {
+					if err := d.pdb.Flush(); err != nil {
+						t.Errorf("flush: %v", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := range rounds {
+				k := (i + r) % keys
+				floor := published[k].Load()
+				var found bool
+				var err error
+				buf, found, err = d.ReadCell([]byte(fmt.Sprint(k)), buf[:0])
+				if err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+				if !found {
+					if floor > 0 {
+						t.Errorf("key %d: not found after a write of %d returned", k, floor)
+						return
+					}
+					continue
+				}
+				c, err := lattice.DecodeCell(buf)
+				if err != nil {
+					t.Errorf("decode: %v", err)
+					return
+				}
+				if got := c.Value.(*lattice.Max).Value; got < floor {
+					t.Errorf("key %d: read %d after a write of %d returned", k, got, floor)
+					return
+				}
+				if r == 0 && i%50 == 0 {
+					if err := d.Scan(func(_, _ []byte) error { return nil }); err != nil {
+						t.Errorf("scan: %v", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestScanStopsAtCallbackError(t *testing.T) {

@@ -73,8 +73,9 @@
 // writes their current cells (or, for tombstones collected after their grace,
 // deletes) in one Write; a durable client write waits for a synced Write (or
 // a sync barrier) that covers it. On start the store loads every key with
-// Scan; Get reads back a key the memory tier evicted. Stats gives numbers for
-// INFO.
+// Scan (with a memory budget, only until memory holds the budget); ReadCell
+// reads back a key the memory budget evicted, and Scan finds the evicted keys
+// for the store's Each. Stats gives numbers for INFO.
 //
 // Pebble's log lines go to Options.Logger (info at Debug, errors at Error);
 // write stalls, slow disks and low disk space are logged at Warn, corrupt

@@ -23,6 +23,13 @@
 // StoreConfig.TombstoneGrace are forgotten by Collect, which Run calls
 // periodically.
 //
+// With a Disk, Run writes changed keys behind the memory tier (a flush every
+// StoreConfig.FlushEvery, or at once for a durable write), and NewStore loads
+// them. With a StoreConfig.MemoryBudget as well, a flush that finds the store
+// over its budget moves cold keys whose state is on disk out of memory, and
+// an operation on such a key reads it back first, so every method answers
+// as if it had never left (evict.go; docs/decisions.md §6).
+//
 // # Server
 //
 // Each listener is a gnet engine. A read on a connection is parsed into as

@@ -1,6 +1,7 @@
 package kvs
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -20,13 +21,27 @@ type Change struct {
 
 // Disk is where a store keeps its cells across restarts (package disk
 // provides one). Write is called only by the store's flusher, one call at a
-// time; Scan only while the store is being built.
+// time. Scan is called while the store is being built and, with a memory
+// budget, by Each, concurrently with Write.
 type Disk interface {
-	// Write merges every change into the disk atomically; with sync it
-	// returns once they are durable.
+	// Write merges every change into the disk atomically, in order (a
+	// delete followed by a merge of the same key leaves what was merged);
+	// with sync it returns once they are durable.
 	Write(changes []Change, sync bool) error
-	// Scan calls fn with every key and its cell encoding.
+	// Scan calls fn with every key and its cell encoding, as of some moment
+	// after every Write that returned before the call, until fn returns an
+	// error, which Scan returns.
 	Scan(fn func(key, cell []byte) error) error
+}
+
+// DiskReader is a Disk that reads one key back; a store with a memory
+// budget needs one (StoreConfig.MemoryBudget).
+type DiskReader interface {
+	Disk
+	// ReadCell appends key's cell encoding to dst; found is false if the
+	// disk holds nothing for key. It sees every Write that has returned, and
+	// may run concurrently with Write, Scan and other ReadCells.
+	ReadCell(key, dst []byte) (out []byte, found bool, err error)
 }
 
 // dirtyLog records the keys a shard changed since its last flush, end to
@@ -61,12 +76,17 @@ type persistence struct {
 	mu      sync.Mutex // guards waiters
 	waiters []durableWaiter
 
-	// Owned by the flusher goroutine.
+	// flushMu makes flushes (Run's and Flush's) one at a time, which the
+	// eviction's reasoning relies on (evict.go). It guards the fields
+	// below.
+	flushMu sync.Mutex
 	changes []Change
 	buf     []byte
 	taken   []dirtyLog
+	takeNo  []uint64 // each shard's take number in this flush
 	seen    map[string]struct{}
 	spans   []changeSpan
+	targets []int64 // eviction targets, per shard
 }
 
 // flushChunk is how many changes the flusher writes to the disk at a time.
@@ -133,6 +153,8 @@ func (s *Store) OnDurable(seq uint64, fn func()) {
 // writer was told is stored is dropped.
 func (s *Store) flush(sync bool) error {
 	p := s.persist
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
 	p.mu.Lock()
 	if len(p.waiters) > 0 {
 		sync = true
@@ -141,9 +163,20 @@ func (s *Store) flush(sync bool) error {
 	target := p.writeSeq.Load()
 	if p.taken == nil {
 		p.taken = make([]dirtyLog, len(s.shards))
+		p.takeNo = make([]uint64, len(s.shards))
 		p.seen = make(map[string]struct{})
 	}
 	p.changes, p.buf = p.changes[:0], p.buf[:0]
+	// With a memory budget over its budget, evict at the take (evict.go);
+	// not while Each runs.
+	s.evictMu.Lock()
+	var targets []int64
+	if !s.eachActive {
+		targets = s.evictionTargets(p.targets)
+		if targets != nil {
+			p.targets = targets
+		}
+	}
 	// Take each shard's dirty log and encode the current cells of its keys.
 	// The encodings go into one buffer; Change slices are set afterwards,
 	// once the buffer has stopped moving.
@@ -152,6 +185,8 @@ func (s *Store) flush(sync bool) error {
 		sh.mu.Lock()
 		sh.dirty, p.taken[i] = p.taken[i], sh.dirty
 		sh.dirty.reset()
+		sh.takes++
+		p.takeNo[i] = sh.takes
 		d := &p.taken[i]
 		start := 0
 		clear(p.seen)
@@ -169,12 +204,20 @@ func (s *Store) flush(sync bool) error {
 			p.buf, ok = sh.appendCellLocked(tagOf(ring.KeyHash(key)), key, p.buf)
 			c1 := len(p.buf)
 			if !ok {
-				c1 = -1 // gone: a tombstone collected after its grace
+				c1 = -1 // gone: dropped, or a tombstone collected after its grace
+			} else if _, stale := sh.stale[string(key)]; stale {
+				// The disk's copy must not merge into the current state
+				// (evict.go): delete it first, in the same Write.
+				p.spans = append(p.spans, changeSpan{k0, c0, c0, -1})
 			}
 			p.spans = append(p.spans, changeSpan{k0, c0, c0, c1})
 		}
+		if targets != nil {
+			sh.evictLocked(targets[i], p.seen)
+		}
 		sh.mu.Unlock()
 	}
+	s.evictMu.Unlock()
 	for _, sp := range p.spans {
 		ch := Change{Key: p.buf[sp.k0:sp.k1:sp.k1]}
 		if sp.c1 >= 0 {
@@ -185,9 +228,13 @@ func (s *Store) flush(sync bool) error {
 	// Write in chunks, yielding between them: on a single CPU (GOMAXPROCS=1)
 	// one long write would keep the event loops from running until the
 	// scheduler preempts it (~10 ms), which shows up in every client's tail
-	// latency.
-	for start := 0; start < len(p.changes) || (start == 0 && sync); start += flushChunk {
-		end := min(start+flushChunk, len(p.changes))
+	// latency. A stale copy's delete and the key's new state go in one
+	// chunk: a crash between two chunks must not leave the key deleted.
+	for start, end := 0, 0; start < len(p.changes) || (start == 0 && sync); start = end {
+		end = min(start+flushChunk, len(p.changes))
+		if end < len(p.changes) && p.changes[end-1].Cell == nil && bytes.Equal(p.changes[end-1].Key, p.changes[end].Key) {
+			end++
+		}
 		last := end == len(p.changes)
 		if err := p.disk.Write(p.changes[start:end], sync && last); err != nil {
 			s.requeue()
@@ -199,11 +246,30 @@ func (s *Store) flush(sync bool) error {
 		runtime.Gosched()
 	}
 	p.persistedSeq.Store(target)
+	s.forgetStale()
 	if sync {
 		p.syncedSeq.Store(target)
 		s.releaseWaiters(target)
 	}
 	return nil
+}
+
+// forgetStale drops the stale entries (evict.go) whose rewrites the flush
+// that just landed wrote. Not while Each runs: its disk pass relies on them
+// to skip keys its disk snapshot may still hold.
+func (s *Store) forgetStale() {
+	s.evictMu.Lock()
+	defer s.evictMu.Unlock()
+	if s.eachActive {
+		return
+	}
+	for i, sh := range s.shards {
+		sh.mu.Lock()
+		if len(sh.stale) > 0 {
+			sh.forgetStaleLocked(s.persist.takeNo[i])
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // UnflushedWrites returns how many writes the store has not yet written to
@@ -259,7 +325,8 @@ func (s *Store) releaseWaiters(synced uint64) {
 }
 
 // appendCellLocked appends key's cell encoding to dst; ok is false when the
-// key holds nothing in memory (a collected tombstone).
+// key holds nothing in memory (a collected tombstone, a dropped key; or an
+// evicted one: callers that may meet one make it resident first).
 func (sh *shard) appendCellLocked(tag uint32, key, dst []byte) ([]byte, bool) {
 	if i := sh.lww.find(tag, key); i >= 0 {
 		return append(dst, sh.lwwAt(i)...), true
@@ -276,14 +343,26 @@ func (sh *shard) appendCellLocked(tag uint32, key, dst []byte) ([]byte, bool) {
 }
 
 // load fills the store from its disk, before it serves. Keys are placed as
-// any write would place them; nothing is marked dirty.
+// any write would place them; nothing is marked dirty. With a memory budget,
+// once memory holds the budget the remaining values stay on disk, counted
+// as evicted (tombstones and values with a delete epoch, which eviction
+// never leaves on disk, are loaded all the same: evict.go).
 func (s *Store) load() (int, error) {
 	n := 0
+	var held int64
+	budget := s.cfg.MemoryBudget
 	err := s.persist.disk.Scan(func(key, enc []byte) error {
 		sh, tag := s.shardFor(key)
+		if budget > 0 && held >= budget && evictable(enc) {
+			sh.evicted++
+			n++
+			return nil
+		}
+		before := sh.stats.bytes
 		if err := sh.loadLocked(tag, key, enc); err != nil {
 			return fmt.Errorf("key %.64q: %w", key, err)
 		}
+		held += sh.stats.bytes - before
 		n++
 		return nil
 	})
@@ -305,6 +384,6 @@ func (sh *shard) loadLocked(tag uint32, key, enc []byte) error {
 	if err != nil {
 		return err
 	}
-	sh.insertCellLocked(key, &c)
+	sh.insertCellLocked(key, c)
 	return nil
 }

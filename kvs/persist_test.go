@@ -72,6 +72,17 @@ func (d *memDisk) Scan(fn func(key, cell []byte) error) error {
 	return nil
 }
 
+func (d *memDisk) ReadCell(key, dst []byte) ([]byte, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.cells[string(key)]
+	if !ok {
+		return dst, false, nil
+	}
+	out, err := c.AppendBinary(dst)
+	return out, err == nil, err
+}
+
 func (d *memDisk) get(key string) (lattice.Cell, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -375,7 +375,7 @@ func (h *respHandler) configParams() [][2]string {
 		{"bind", hostOf(h.srv.RESPAddr())},
 		{"databases", "1"},
 		{"maxclients", strconv.Itoa(h.srv.cfg.MaxConns)},
-		{"maxmemory", "0"},
+		{"maxmemory", strconv.FormatInt(scfg.MemoryBudget, 10)},
 		{"port", port},
 		{"proto-max-bulk-len", strconv.Itoa(scfg.MaxValue)},
 		{"save", ""},
@@ -505,11 +505,15 @@ func cmdInfo(h *respHandler, _ *respConn, args [][]byte, out []byte) []byte {
 	}
 	srv, st := h.srv, h.srv.store
 	stats := st.Stats()
-	var keys int
+	var keys, onDisk int
 	var mem int64
+	var evictions, readBacks uint64
 	for _, s := range stats {
 		keys += s.Keys
 		mem += s.Bytes
+		onDisk += s.Evicted
+		evictions += s.Evictions
+		readBacks += s.ReadBacks
 	}
 	_, port, _ := strings.Cut(srv.RESPAddr(), ":")
 	exe, _ := os.Executable()
@@ -539,12 +543,13 @@ func cmdInfo(h *respHandler, _ *respConn, args [][]byte, out []byte) []byte {
 		"used_memory:"+strconv.FormatUint(ms.HeapAlloc, 10),
 		"used_memory_dataset:"+strconv.FormatInt(mem, 10),
 		"used_memory_sys:"+strconv.FormatUint(ms.Sys, 10),
-		"maxmemory:0",
+		"maxmemory:"+strconv.FormatInt(st.cfg.MemoryBudget, 10),
 	)
 	section("Stats",
 		"total_connections_received:"+strconv.FormatUint(srv.totalConn.Load(), 10),
 		"total_commands_processed:"+strconv.FormatUint(srv.commands.Load(), 10),
 		"rejected_connections:"+strconv.FormatUint(srv.rejected.Load(), 10),
+		"evicted_keys:"+strconv.FormatUint(evictions, 10),
 	)
 	disk := "no"
 	if st.HasDisk() {
@@ -553,6 +558,8 @@ func cmdInfo(h *respHandler, _ *respConn, args [][]byte, out []byte) []byte {
 	section("Persistence",
 		"disk:"+disk,
 		"unflushed_writes:"+strconv.FormatUint(st.UnflushedWrites(), 10),
+		"keys_on_disk_only:"+strconv.Itoa(onDisk),
+		"keys_read_back:"+strconv.FormatUint(readBacks, 10),
 	)
 	clusterLines := []string{"cluster_enabled:0"}
 	if cl := srv.cfg.Cluster; cl != nil {

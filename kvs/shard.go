@@ -22,16 +22,39 @@ import (
 //     and a GET reply is a copy.
 //   - cells: every other key, decoded, including tombstones (Value == nil).
 //
+// With a memory budget a third place exists: the disk alone holds the keys
+// the budget evicted (evict.go). Every Store method makes its key resident
+// (Store.lockKey) before the shard methods here see it, so these methods
+// never consider the disk.
+//
 // Methods take the key's tag (tagOf of its ring.KeyHash) with the key.
 type shard struct {
 	mu    sync.Mutex
 	lww   table
-	cells map[string]*lattice.Cell
+	cells map[string]*cellEntry
 
-	live       int // keys holding a value
+	live       int // keys holding a value, in memory
 	tombstones int // cells with a nil Value
 	stats      shardStats
 	dirty      dirtyLog // keys changed since the last flush (only with a disk)
+
+	// The memory budget's state (evict.go).
+	evicted int    // keys holding a value whose only copy is on disk
+	gen     uint64 // bumped whenever keys leave memory (see Store.readBack)
+	hand    int    // the CLOCK hand: the next table slot eviction looks at
+	// stale holds the keys whose disk copy holds what memory dropped (the
+	// key, or a delete epoch) until a flush rewrites it, with the value of
+	// takes when they were recorded: a miss must not read them back, and the
+	// flush deletes the copy before writing the key's current state.
+	stale map[string]uint64
+	takes uint64     // dirty logs the flusher has taken
+	each  *eachState // set while Each runs (replica.go)
+}
+
+// cellEntry is a key's decoded cell and its CLOCK reference flag.
+type cellEntry struct {
+	lattice.Cell
+	ref bool // accessed since the eviction hand last looked
 }
 
 // shardStats counts a shard's work. Guarded by the shard's mutex.
@@ -39,7 +62,10 @@ type shardStats struct {
 	reads, writes uint64
 	bytes         int64 // approximate bytes held by keys and values
 	ops           uint64
-	busyNanos     int64 // sampled: see lock
+	busyNanos     int64  // sampled: see lock
+	evictions     uint64 // keys moved out of memory by the budget
+	readBacks     uint64 // evicted keys read back from disk
+	diskMisses    uint64 // disk lookups of a missing key that found nothing
 }
 
 // busySample is the sampling period of busy time: one operation in
@@ -78,7 +104,16 @@ const (
 )
 
 func newShard() *shard {
-	return &shard{cells: make(map[string]*lattice.Cell)}
+	return &shard{cells: make(map[string]*cellEntry)}
+}
+
+// cellLocked returns key's cell entry, marking it referenced.
+func (sh *shard) cellLocked(key []byte) (*cellEntry, bool) {
+	c, ok := sh.cells[string(key)]
+	if ok {
+		c.ref = true
+	}
+	return c, ok
 }
 
 // lwwAt returns the LWW encoding of the record in table slot i.
@@ -118,7 +153,7 @@ func (sh *shard) getLocked(tag uint32, key, dst []byte) ([]byte, error) {
 	if i := sh.lww.find(tag, key); i >= 0 {
 		return append(dst, sh.lwwAt(i)...), nil
 	}
-	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+	if c, ok := sh.cellLocked(key); ok && c.Value != nil {
 		return c.Value.AppendBinary(dst)
 	}
 	return dst, ErrNotFound
@@ -133,7 +168,7 @@ func (sh *shard) getStringLocked(tag uint32, key, dst []byte) ([]byte, error) {
 		}
 		return append(dst, v...), nil
 	}
-	c, ok := sh.cells[string(key)]
+	c, ok := sh.cellLocked(key)
 	if !ok || c.Value == nil {
 		return dst, ErrNotFound
 	}
@@ -155,7 +190,7 @@ func (sh *shard) lookupLocked(tag uint32, key []byte) (lattice.Lattice, error) {
 		}
 		return &lattice.LWW{TS: ts, Writer: w, Value: bytes.Clone(v)}, nil
 	}
-	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+	if c, ok := sh.cellLocked(key); ok && c.Value != nil {
 		return c.Value.Clone(), nil
 	}
 	return nil, ErrNotFound
@@ -166,7 +201,7 @@ func (sh *shard) existsLocked(tag uint32, key []byte) bool {
 	if sh.lww.find(tag, key) >= 0 {
 		return true
 	}
-	c, ok := sh.cells[string(key)]
+	c, ok := sh.cellLocked(key)
 	return ok && c.Value != nil
 }
 
@@ -175,7 +210,7 @@ func (sh *shard) typeLocked(tag uint32, key []byte) (lattice.Type, bool) {
 	if sh.lww.find(tag, key) >= 0 {
 		return lattice.TypeLWW, true
 	}
-	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+	if c, ok := sh.cellLocked(key); ok && c.Value != nil {
 		return c.Value.Type(), true
 	}
 	return 0, false
@@ -191,7 +226,7 @@ func (sh *shard) setLocked(tag uint32, key []byte, ts lattice.Timestamp, writer 
 		_, err := sh.mergeLWWLocked(i, key, ts, writer, value)
 		return err
 	}
-	if c, ok := sh.cells[string(key)]; ok {
+	if c, ok := sh.cellLocked(key); ok {
 		w := &lattice.LWW{TS: ts, Writer: writer, Value: value}
 		switch {
 		case c.Value == nil:
@@ -207,7 +242,7 @@ func (sh *shard) setLocked(tag uint32, key []byte, ts lattice.Timestamp, writer 
 			sh.stats.bytes += int64(c.Value.Size() - before)
 		case reset != nil:
 			sh.stats.bytes -= int64(c.Value.Size())
-			*c = lattice.Cell{Epoch: *reset, Value: w.Clone()}
+			c.Cell = lattice.Cell{Epoch: *reset, Value: w.Clone()}
 			sh.stats.bytes += int64(c.Value.Size())
 		default:
 			return typeMismatch(c.Value.Type(), "an LWW register")
@@ -261,7 +296,7 @@ func (sh *shard) putLocked(tag uint32, key []byte, v lattice.Lattice) error {
 	if sh.lww.find(tag, key) >= 0 {
 		return typeMismatch(lattice.TypeLWW, v.Type().String())
 	}
-	if c, ok := sh.cells[string(key)]; ok {
+	if c, ok := sh.cellLocked(key); ok {
 		if c.Value == nil {
 			sh.tombstones--
 			sh.live++
@@ -279,29 +314,33 @@ func (sh *shard) putLocked(tag uint32, key []byte, v lattice.Lattice) error {
 		sh.stats.bytes += int64(c.Value.Size() - before)
 		return nil
 	}
-	sh.insertCellLocked(key, &lattice.Cell{Value: v.Clone()})
+	sh.insertCellLocked(key, lattice.Cell{Value: v.Clone()})
 	return nil
 }
 
-func (sh *shard) insertCellLocked(key []byte, c *lattice.Cell) {
+// insertCellLocked adds key's cell; the key must be in neither place. It
+// returns the new entry.
+func (sh *shard) insertCellLocked(key []byte, cell lattice.Cell) *cellEntry {
+	c := &cellEntry{Cell: cell, ref: true}
 	sh.cells[string(key)] = c
 	if c.Value == nil {
 		sh.tombstones++
 		sh.stats.bytes += int64(len(key) + entryOverhead)
-		return
+		return c
 	}
 	sh.live++
 	sh.stats.bytes += int64(len(key) + c.Value.Size() + entryOverhead)
+	return c
 }
 
 func (sh *shard) deleteLocked(tag uint32, key []byte, st lattice.Stamp) bool {
 	sh.stats.writes++
 	if i := sh.lww.find(tag, key); i >= 0 {
 		sh.removeLWWLocked(i)
-		sh.insertCellLocked(key, &lattice.Cell{Epoch: st})
+		sh.insertCellLocked(key, lattice.Cell{Epoch: st})
 		return true
 	}
-	if c, ok := sh.cells[string(key)]; ok {
+	if c, ok := sh.cellLocked(key); ok {
 		existed := c.Value != nil
 		if existed {
 			sh.stats.bytes -= int64(c.Value.Size())
@@ -314,22 +353,20 @@ func (sh *shard) deleteLocked(tag uint32, key []byte, st lattice.Stamp) bool {
 		}
 		return existed
 	}
-	sh.insertCellLocked(key, &lattice.Cell{Epoch: st})
+	sh.insertCellLocked(key, lattice.Cell{Epoch: st})
 	return false
 }
 
 // mutableCellLocked returns key's cell for a structured (non-LWW) update,
 // creating it with fresh() if the key is absent and filling a tombstone with
 // fresh(). It fails with ErrTypeMismatch if the key holds a register.
-func (sh *shard) mutableCellLocked(tag uint32, key []byte, want string, fresh func() lattice.Lattice) (*lattice.Cell, error) {
+func (sh *shard) mutableCellLocked(tag uint32, key []byte, want string, fresh func() lattice.Lattice) (*cellEntry, error) {
 	if sh.lww.find(tag, key) >= 0 {
 		return nil, typeMismatch(lattice.TypeLWW, want)
 	}
-	c, ok := sh.cells[string(key)]
+	c, ok := sh.cellLocked(key)
 	if !ok {
-		c = &lattice.Cell{Value: fresh()}
-		sh.insertCellLocked(key, c)
-		return c, nil
+		return sh.insertCellLocked(key, lattice.Cell{Value: fresh()}), nil
 	}
 	if c.Value == nil {
 		c.Value = fresh()
@@ -367,7 +404,7 @@ func (sh *shard) setRemoveLocked(tag uint32, key []byte, members [][]byte) (int,
 	if sh.lww.find(tag, key) >= 0 {
 		return 0, typeMismatch(lattice.TypeLWW, "a set")
 	}
-	c, ok := sh.cells[string(key)]
+	c, ok := sh.cellLocked(key)
 	if !ok || c.Value == nil {
 		return 0, nil
 	}
@@ -387,7 +424,7 @@ func (sh *shard) setViewLocked(tag uint32, key []byte) (setView, error) {
 	if sh.lww.find(tag, key) >= 0 {
 		return nil, typeMismatch(lattice.TypeLWW, "a set")
 	}
-	c, ok := sh.cells[string(key)]
+	c, ok := sh.cellLocked(key)
 	if !ok || c.Value == nil {
 		return nil, nil
 	}
@@ -451,17 +488,17 @@ func (sh *shard) counterAddLocked(tag uint32, key []byte, delta int64, actor uin
 			return 0, err
 		}
 		sh.removeLWWLocked(i)
-		sh.insertCellLocked(key, c)
+		sh.insertCellLocked(key, *c)
 		return n, nil
 	}
-	if c, ok := sh.cells[string(key)]; ok && c.Value != nil {
+	if c, ok := sh.cellLocked(key); ok && c.Value != nil {
 		if w, isLWW := c.Value.(*lattice.LWW); isLWW && convert {
 			fresh, n, err := counterFrom(w.Value, delta, actor, reset)
 			if err != nil {
 				return 0, err
 			}
 			sh.stats.bytes += int64(fresh.Value.Size() - c.Value.Size())
-			*c = *fresh
+			c.Cell = *fresh
 			return n, nil
 		}
 	}
@@ -473,10 +510,12 @@ func (sh *shard) counterAddLocked(tag uint32, key []byte, delta int64, actor uin
 	if !ok {
 		return 0, typeMismatch(c.Value.Type(), "a counter")
 	}
+	before := ctr.Size()
 	n, err := ctr.Add(actor, delta)
 	if err != nil {
 		return 0, ErrOverflow
 	}
+	sh.stats.bytes += int64(ctr.Size() - before) // a new actor's entry
 	return n, nil
 }
 
@@ -514,8 +553,9 @@ func parseRedisInt(v []byte) (int64, error) {
 }
 
 // collectLocked forgets tombstones older than horizon and clears older delete
-// epochs, moving plain registers back to the fast path.
-func (sh *shard) collectLocked(horizon lattice.Timestamp, forgotten func(key string)) int {
+// epochs, moving plain registers back to the fast path. It calls forgotten
+// with each key it changed, removed telling whether the key left memory.
+func (sh *shard) collectLocked(horizon lattice.Timestamp, forgotten func(key string, removed bool)) int {
 	if len(sh.cells) == 0 {
 		return 0
 	}
@@ -529,10 +569,11 @@ func (sh *shard) collectLocked(horizon lattice.Timestamp, forgotten func(key str
 			delete(sh.cells, k)
 			sh.tombstones--
 			sh.stats.bytes -= int64(len(k) + entryOverhead)
-			forgotten(k)
+			forgotten(k, true)
 			continue
 		}
 		c.Epoch = lattice.Stamp{}
+		forgotten(k, false)
 		if w, ok := c.Value.(*lattice.LWW); ok {
 			delete(sh.cells, k)
 			sh.stats.bytes -= int64(len(k) + w.Size() + entryOverhead)

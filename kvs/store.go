@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -46,6 +47,17 @@ type StoreConfig struct {
 	// FlushEvery is how often Run writes changed cells to Disk (a durable
 	// write makes it flush at once). Default 10 ms.
 	FlushEvery time.Duration
+	// MemoryBudget bounds the memory the store's keys and values take, in
+	// bytes of the store's own accounting (ShardStats.Bytes; INFO
+	// used_memory_dataset). Above it, cold keys whose state is on disk leave
+	// memory at a flush, and an operation on one reads it back first: every
+	// method behaves as if it had never left. It needs a Disk that
+	// implements DiskReader. The budget is soft: keys changed since the last
+	// flush, tombstones and values written after a delete (until
+	// TombstoneGrace has passed) are never evicted, and memory exceeds the
+	// budget by what is written or read back between two flushes
+	// (FlushEvery). docs/decisions.md §6. Default 0: no budget.
+	MemoryBudget int64
 	// Logger receives the store's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -95,6 +107,10 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	return c
 }
 
+// maxLimit bounds MaxKey and MaxValue: a table record's length must stay
+// below 1 << 31 (its top bit is the record's reference bit).
+const maxLimit = 1 << 30
+
 // Validate reports whether c (after defaults) is usable.
 func (c StoreConfig) Validate() error {
 	c = c.withDefaults()
@@ -105,8 +121,17 @@ func (c StoreConfig) Validate() error {
 		return fmt.Errorf("kvs: vnodes must be positive, got %d", c.VNodes)
 	case c.MaxKey < 1 || c.MaxValue < 1:
 		return errors.New("kvs: key and value limits must be positive")
+	case c.MaxKey > maxLimit || c.MaxValue > maxLimit:
+		return fmt.Errorf("kvs: key and value limits must be at most %d bytes", maxLimit)
 	case c.TombstoneGrace < 0 || c.CollectEvery < 0 || c.FlushEvery < 0:
 		return errors.New("kvs: durations must not be negative")
+	case c.MemoryBudget < 0:
+		return fmt.Errorf("kvs: memory budget must not be negative, got %d", c.MemoryBudget)
+	case c.MemoryBudget > 0 && c.Disk == nil:
+		return errors.New("kvs: a memory budget needs a disk to evict keys to (a data directory)")
+	}
+	if _, ok := c.Disk.(DiskReader); c.MemoryBudget > 0 && !ok {
+		return fmt.Errorf("kvs: a memory budget needs a disk that reads keys back (kvs.DiskReader); %T is not one", c.Disk)
 	}
 	return nil
 }
@@ -124,7 +149,15 @@ type Store struct {
 	shards  []*shard
 	clock   *lattice.Clock
 	persist *persistence // nil without a disk
+	reader  DiskReader   // cfg.Disk, with a memory budget
 	running atomic.Bool  // Run is running
+
+	// evictMu orders the flusher's evictions and stale-entry cleanup
+	// against the start and end of Each (eachActive). Lock order: eachMu,
+	// then evictMu, then a shard's mu.
+	eachMu     sync.Mutex // one Each at a time, with a budget
+	evictMu    sync.Mutex
+	eachActive bool // guarded by evictMu: no eviction, no stale cleanup
 }
 
 // NewStore returns a store holding what cfg.Disk holds (empty without a
@@ -143,6 +176,9 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	for i := range s.shards {
 		s.shards[i] = newShard()
 	}
+	if cfg.MemoryBudget > 0 {
+		s.reader = cfg.Disk.(DiskReader) // Validate checked
+	}
 	if cfg.Disk != nil {
 		s.persist = &persistence{disk: cfg.Disk, log: cfg.Logger, wake: make(chan struct{}, 1)}
 		start := time.Now()
@@ -150,7 +186,12 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kvs: loading from disk: %w", err)
 		}
-		cfg.Logger.Info("store loaded from disk", "keys", n, "took", time.Since(start).Round(time.Millisecond))
+		evicted := 0
+		for _, sh := range s.shards {
+			evicted += sh.evicted
+		}
+		cfg.Logger.Info("store loaded from disk", "keys", n, "left_on_disk", evicted,
+			"took", time.Since(start).Round(time.Millisecond))
 	}
 	return s, nil
 }
@@ -235,9 +276,11 @@ func (s *Store) Prefetch(keys [][]byte) {
 // Get appends the encoding of key's value (lattice.Encode form) to dst.
 // ErrNotFound if the key holds no value.
 func (s *Store) Get(key, dst []byte) ([]byte, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
-	dst, err := sh.getLocked(tag, key, dst)
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return dst, err
+	}
+	dst, err = sh.getLocked(tag, key, dst)
 	sh.unlock(t0)
 	return dst, err
 }
@@ -245,38 +288,56 @@ func (s *Store) Get(key, dst []byte) ([]byte, error) {
 // GetString appends key's value read as a Redis string: an LWW register's
 // bytes, or a counter's decimal value. ErrTypeMismatch for other lattices.
 func (s *Store) GetString(key, dst []byte) ([]byte, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
-	dst, err := sh.getStringLocked(tag, key, dst)
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return dst, err
+	}
+	dst, err = sh.getStringLocked(tag, key, dst)
 	sh.unlock(t0)
 	return dst, err
 }
 
 // Lookup returns a copy of key's value as a lattice. ErrNotFound if none.
 func (s *Store) Lookup(key []byte) (lattice.Lattice, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return nil, err
+	}
 	v, err := sh.lookupLocked(tag, key)
 	sh.unlock(t0)
 	return v, err
 }
 
-// Exists reports whether key holds a value.
+// Exists reports whether key holds a value. A key that cannot be read back
+// from disk (an error, logged) does not.
 func (s *Store) Exists(key []byte) bool {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		s.logReadBackError(err)
+		return false
+	}
 	ok := sh.existsLocked(tag, key)
 	sh.unlock(t0)
 	return ok
 }
 
-// Type returns the lattice type of key's value; ok is false if it has none.
+// Type returns the lattice type of key's value; ok is false if it has none
+// (or it cannot be read back from disk: an error, logged).
 func (s *Store) Type(key []byte) (t lattice.Type, ok bool) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		s.logReadBackError(err)
+		return 0, false
+	}
 	t, ok = sh.typeLocked(tag, key)
 	sh.unlock(t0)
 	return t, ok
+}
+
+// logReadBackError logs a failure to read a key back from disk for a method
+// that has no error to return it with.
+func (s *Store) logReadBackError(err error) {
+	s.cfg.Logger.Error("key read back from disk failed", "err", err)
 }
 
 // Put merges v into key's value. ErrTypeMismatch (nothing changes) if the
@@ -288,9 +349,11 @@ func (s *Store) Put(key []byte, v lattice.Lattice) error {
 	if v.Size() > s.cfg.MaxValue {
 		return fmt.Errorf("%w: value of about %d bytes exceeds the limit of %d", ErrTooLarge, v.Size(), s.cfg.MaxValue)
 	}
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
-	err := sh.putLocked(tag, key, v)
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return err
+	}
+	err = sh.putLocked(tag, key, v)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
 	}
@@ -310,8 +373,10 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errBadValue, err)
 		}
-		sh, tag := s.shardFor(key)
-		t0 := sh.lock()
+		sh, tag, t0, err := s.lockKey(key)
+		if err != nil {
+			return err
+		}
 		err = sh.setLocked(tag, key, ts, writer, value, nil)
 		if err == nil {
 			s.markDirtyLocked(sh, key)
@@ -323,8 +388,10 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadValue, err)
 	}
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return err
+	}
 	err = sh.putLocked(tag, key, v)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
@@ -339,10 +406,12 @@ func (s *Store) SetLWW(key, value []byte) error {
 	if err := s.checkValue(key, value); err != nil {
 		return err
 	}
-	sh, tag := s.shardFor(key)
 	ts := s.clock.Now()
-	t0 := sh.lock()
-	err := sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil)
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return err
+	}
+	err = sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
 	}
@@ -360,6 +429,12 @@ func (s *Store) Overwrite(key, value []byte) error {
 	sh, tag := s.shardFor(key)
 	st := s.stamp()
 	t0 := sh.lock()
+	if sh.evicted != 0 {
+		var err error
+		if t0, err = s.readBack(sh, tag, key, t0); err != nil {
+			return err
+		}
+	}
 	err := sh.setLocked(tag, key, st.TS, st.Writer, value, &st)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
@@ -375,9 +450,11 @@ func (s *Store) Delete(key []byte) (existed bool, err error) {
 	if err := s.checkKey(key); err != nil {
 		return false, err
 	}
-	sh, tag := s.shardFor(key)
 	st := s.stamp()
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return false, err
+	}
 	existed = sh.deleteLocked(tag, key, st)
 	s.markDirtyLocked(sh, key)
 	sh.unlock(t0)
@@ -391,8 +468,10 @@ func (s *Store) SetAdd(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return 0, err
+	}
 	n, err := sh.setAddLocked(tag, key, members, s.cfg.NodeID)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
@@ -407,8 +486,10 @@ func (s *Store) SetRemove(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return 0, err
+	}
 	n, err := sh.setRemoveLocked(tag, key, members)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
@@ -432,8 +513,10 @@ func (s *Store) checkMembers(key []byte, members [][]byte) error {
 // Members returns copies of the members of the set at key (observed-remove,
 // grow-only or ordered), in byte order. ErrNotFound if the key holds nothing.
 func (s *Store) Members(key []byte) ([][]byte, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return nil, err
+	}
 	m, err := sh.membersLocked(tag, key)
 	sh.unlock(t0)
 	return m, err
@@ -442,8 +525,10 @@ func (s *Store) Members(key []byte) ([][]byte, error) {
 // IsMember reports whether member is in the set at key. A missing key is an
 // empty set.
 func (s *Store) IsMember(key, member []byte) (bool, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return false, err
+	}
 	ok, err := sh.isMemberLocked(tag, key, member)
 	sh.unlock(t0)
 	return ok, err
@@ -451,8 +536,10 @@ func (s *Store) IsMember(key, member []byte) (bool, error) {
 
 // Card returns the number of members of the set at key (0 for a missing key).
 func (s *Store) Card(key []byte) (int, error) {
-	sh, tag := s.shardFor(key)
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return 0, err
+	}
 	n, err := sh.cardLocked(tag, key)
 	sh.unlock(t0)
 	return n, err
@@ -477,12 +564,14 @@ func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error)
 	if err := s.checkKey(key); err != nil {
 		return 0, err
 	}
-	sh, tag := s.shardFor(key)
 	var st lattice.Stamp
 	if convert {
 		st = s.stamp()
 	}
-	t0 := sh.lock()
+	sh, tag, t0, err := s.lockKey(key)
+	if err != nil {
+		return 0, err
+	}
 	v, err := sh.counterAddLocked(tag, key, delta, s.cfg.NodeID, convert, st)
 	if err == nil {
 		s.markDirtyLocked(sh, key)
@@ -493,12 +582,18 @@ func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error)
 
 // ShardStats describes one shard's contents and work.
 type ShardStats struct {
-	Keys       int           // keys holding a value
+	Keys       int           // keys holding a value, in memory or evicted
 	Tombstones int           // deleted keys still remembered
 	Reads      uint64        // read operations
 	Writes     uint64        // write operations (including deletes)
 	Bytes      int64         // approximate memory held by keys and values
 	Busy       time.Duration // time spent holding the shard (sampled, see shard.lock)
+
+	// With a memory budget (StoreConfig.MemoryBudget):
+	Evicted    int    // of Keys, those whose only copy is on disk now
+	Evictions  uint64 // keys moved out of memory since the store was built
+	ReadBacks  uint64 // evicted keys read back from disk
+	DiskMisses uint64 // disk lookups for a key absent from memory that found nothing
 }
 
 // Stats returns every shard's statistics, in shard order.
@@ -507,21 +602,24 @@ func (s *Store) Stats() []ShardStats {
 	for i, sh := range s.shards {
 		sh.mu.Lock()
 		out[i] = ShardStats{
-			Keys: sh.live, Tombstones: sh.tombstones,
+			Keys: sh.live + sh.evicted, Tombstones: sh.tombstones,
 			Reads: sh.stats.reads, Writes: sh.stats.writes,
 			Bytes: sh.stats.bytes, Busy: time.Duration(sh.stats.busyNanos),
+			Evicted: sh.evicted, Evictions: sh.stats.evictions,
+			ReadBacks: sh.stats.readBacks, DiskMisses: sh.stats.diskMisses,
 		}
 		sh.mu.Unlock()
 	}
 	return out
 }
 
-// Len returns the number of keys holding a value (tombstones not counted).
+// Len returns the number of keys holding a value, evicted ones included
+// (tombstones not counted).
 func (s *Store) Len() int {
 	n := 0
 	for _, sh := range s.shards {
 		sh.mu.Lock()
-		n += sh.live
+		n += sh.live + sh.evicted
 		sh.mu.Unlock()
 	}
 	return n
@@ -534,8 +632,14 @@ func (s *Store) Collect(now time.Time) int {
 	n := 0
 	for _, sh := range s.shards {
 		sh.mu.Lock()
-		n += sh.collectLocked(horizon, func(k string) {
-			s.markDirtyLocked(sh, []byte(k)) // the flusher finds it gone and deletes it
+		n += sh.collectLocked(horizon, func(k string, removed bool) {
+			// The disk's copy holds the tombstone or the epoch: the
+			// flusher deletes it (and writes what is left).
+			if removed {
+				s.removedLocked(sh, []byte(k))
+			} else {
+				s.staleLocked(sh, []byte(k))
+			}
 		})
 		sh.mu.Unlock()
 	}

@@ -22,16 +22,20 @@ import (
 //	[capacity: uint32 little-endian][key length: uvarint][key][value...]
 //
 // where capacity is the allocation's length and the value runs to its end
-// (the value is self-delimiting: an LWW encoding). Records are written only
-// by their table's owner; key bytes are never changed after creation.
+// (the value is self-delimiting: an LWW encoding). The capacity field's top
+// bit (recRefBit) is not part of the length: it is the record's CLOCK
+// reference bit, set when find returns the record and when the record is
+// created, cleared by the eviction hand (evict.go). Records are written only
+// by their table's owner, with the shard's mutex held; key bytes are never
+// changed after creation.
 //
 // Every method except homeRec must be called with the shard's mutex held.
 // homeRec (for prefetching) may run concurrently with them: the slot arrays are published
 // through an atomic pointer and their elements are read and written
 // atomically (plain moves for loads on amd64; stores, which only inserts,
 // removes and record replacements do, cost an exchange), and a prefetcher
-// reads nothing of a record but its header, which never changes once
-// published.
+// reads nothing of a record (it only issues PREFETCHT0 for its address; the
+// header's reference bit changes under the mutex).
 type table struct {
 	s atomic.Pointer[slots] // nil until the first insert
 	n int                   // occupied slots
@@ -47,6 +51,11 @@ type slots struct {
 const (
 	tableMinBits = 4 // smallest allocated table: 16 slots
 	recHeader    = 4 // the capacity field; the key length follows
+
+	// recRefBit is the reference bit in a record's capacity field, so a
+	// record's capacity is below 1 << 31 (StoreConfig.Validate bounds keys
+	// and values well below that).
+	recRefBit = 1 << 31
 )
 
 // tagOf derives a slot tag from a key's 64-bit hash: the top 32 bits of a
@@ -69,7 +78,8 @@ func (s *slots) mask() int { return len(s.tags) - 1 }
 // Len returns the number of entries.
 func (t *table) Len() int { return t.n }
 
-// find returns the slot holding key, or -1.
+// find returns the slot holding key, or -1, and marks the record as
+// referenced.
 func (t *table) find(tag uint32, key []byte) int {
 	if t.n == 0 {
 		return -1
@@ -81,8 +91,29 @@ func (t *table) find(tag uint32, key []byte) int {
 		case 0:
 			return -1
 		case tag:
-			if bytes.Equal(recKey(s.recs[i].Load()), key) {
+			if r := s.recs[i].Load(); bytes.Equal(recKey(r), key) {
+				recTouch(r)
 				return i
+			}
+		}
+	}
+}
+
+// contains reports whether key is in the table, without marking it
+// referenced.
+func (t *table) contains(tag uint32, key []byte) bool {
+	if t.n == 0 {
+		return false
+	}
+	s := t.s.Load()
+	m := s.mask()
+	for i := s.home(tag); ; i = (i + 1) & m {
+		switch s.tags[i].Load() {
+		case 0:
+			return false
+		case tag:
+			if bytes.Equal(recKey(s.recs[i].Load()), key) {
+				return true
 			}
 		}
 	}
@@ -214,7 +245,7 @@ func newRecord(key []byte, valueLen int) (*byte, []byte) {
 	hdr := recHeader + uvarintLen(uint64(len(key)))
 	buf := slices.Grow([]byte(nil), hdr+len(key)+valueLen) // rounded up to the size class
 	buf = buf[:cap(buf)]
-	binary.LittleEndian.PutUint32(buf, uint32(len(buf)))
+	binary.LittleEndian.PutUint32(buf, uint32(len(buf))|recRefBit)
 	n := binary.PutUvarint(buf[recHeader:], uint64(len(key)))
 	copy(buf[recHeader+n:], key)
 	return &buf[0], buf[hdr+len(key):]
@@ -231,8 +262,27 @@ func uvarintLen(x uint64) int {
 
 // recBytes returns the whole record rec points to.
 func recBytes(rec *byte) []byte {
-	c := binary.LittleEndian.Uint32(unsafe.Slice(rec, recHeader))
+	c := binary.LittleEndian.Uint32(unsafe.Slice(rec, recHeader)) &^ recRefBit
 	return unsafe.Slice(rec, c)
+}
+
+// recRefByte returns the capacity field's top byte, which holds recRefBit.
+func recRefByte(rec *byte) *byte { return (*byte)(unsafe.Add(unsafe.Pointer(rec), recHeader-1)) }
+
+// recTouch sets rec's reference bit. It writes only when the bit is clear,
+// so a hot record's cache line is not dirtied on every read.
+func recTouch(rec *byte) {
+	if p := recRefByte(rec); *p&(recRefBit>>24) == 0 {
+		*p |= recRefBit >> 24
+	}
+}
+
+// recTestAndClear clears rec's reference bit and reports whether it was set.
+func recTestAndClear(rec *byte) bool {
+	p := recRefByte(rec)
+	set := *p&(recRefBit>>24) != 0
+	*p &^= recRefBit >> 24
+	return set
 }
 
 // recSplit returns a record's key and value parts.

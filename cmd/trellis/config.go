@@ -39,6 +39,7 @@ type config struct {
 	Loops          int
 	TombstoneGrace time.Duration
 	FlushEvery     time.Duration
+	MaxMemory      int
 	LogLevel       string
 	LogFormat      string
 	Timeout        time.Duration
@@ -133,6 +134,9 @@ var settings = []setting{
 	dur("flush-every", kvs.DefaultFlushEvery,
 		"With a data directory, how often changed keys are written behind to disk (a durable write flushes at once).",
 		func(c *config) *time.Duration { return &c.FlushEvery }, positive, cmdUp, cmdKVS),
+	num("max-memory", 0,
+		`Memory budget of each storage node's keys and values, in bytes (0: none; needs data-dir). Above it, keys not used lately leave memory for the disk tier and are read back when used.`,
+		func(c *config) *int { return &c.MaxMemory }, between(0, math.MaxInt), cmdUp, cmdKVS).inBytes(),
 	str("log-level", "info", "Least severe log level written to stderr: debug, info, warn or error.",
 		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp, cmdKVS, cmdRoute),
 	str("log-format", "text", "Log format: text or json.",

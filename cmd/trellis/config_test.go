@@ -192,6 +192,8 @@ func TestInvalidValues(t *testing.T) {
 			want: `unknown key "shard"`},
 		{name: "config key in file", file: "config: other.yaml\n",
 			want: `key "config" cannot be set in a config file`},
+		{name: "negative max-memory", args: []string{"--max-memory=-1"},
+			want: "invalid value -1 for max-memory (from flag --max-memory): must be between 0 and"},
 		{name: "malformed file", file: "shards: [\n",
 			want: "config file "},
 	} {
@@ -236,6 +238,32 @@ func TestInvalidConfigExits2(t *testing.T) {
 	assert.Equal(t, exitUsage, code)
 	assert.Empty(t, out)
 	assert.Equal(t, "trellis: invalid value \"-5\" for shards (from environment variable TRELLIS_SHARDS): must be between 1 and 4096\n", errOut)
+}
+
+// max-memory becomes the store's memory budget, and needs a data directory
+// to keep the keys that leave memory in.
+func TestMaxMemory(t *testing.T) {
+	clearEnv(t)
+	c, err := loadArgs(t, cmdKVS, "--max-memory", "1073741824", "--data-dir", t.TempDir())
+	require.NoError(t, err)
+	assert.Equal(t, 1<<30, c.MaxMemory)
+	sc, _, err := nodeConfigs(c, nil)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1<<30, sc.MemoryBudget)
+
+	c.DataDir = ""
+	_, _, err = nodeConfigs(c, nil)
+	var ce *configError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, err.Error(), "max-memory needs data-dir")
+
+	for _, args := range [][]string{{cmdUp}, {cmdKVS, "--route", "127.0.0.1:1"}} {
+		cmd := args[0]
+		code, out, errOut := runMain(t, "", append(args, "--max-memory", "1000000", "--addr", "127.0.0.1:0", "--resp-addr", "off")...)
+		assert.Equal(t, exitUsage, code, cmd)
+		assert.Empty(t, out, cmd)
+		assert.Contains(t, errOut, "max-memory needs data-dir", cmd)
+	}
 }
 
 func TestEnvNames(t *testing.T) {

@@ -90,7 +90,7 @@ func docDefault(s setting) string {
 	case time.Duration:
 		return "`" + shortDuration(d) + "`"
 	case int:
-		if s.unit == "bytes" {
+		if s.unit == "bytes" && d > 0 {
 			return fmt.Sprintf("`%d` (%s)", d, sizeString(d))
 		}
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/trellisdb/trellis/kvs"
 )
 
-// storeDisk adapts the Pebble tier to the store's Disk interface. Write is
-// called by the store's flusher only, so the conversion buffer needs no
-// lock.
+// storeDisk adapts the Pebble tier to the store's DiskReader interface.
+// Write is called by the store's flusher only, so the conversion buffer needs
+// no lock.
 type storeDisk struct {
 	db      *disk.DB
 	changes []disk.Change
@@ -28,6 +28,10 @@ func (d *storeDisk) Write(changes []kvs.Change, sync bool) error {
 }
 
 func (d *storeDisk) Scan(fn func(key, cell []byte) error) error { return d.db.Scan(fn) }
+
+func (d *storeDisk) ReadCell(key, dst []byte) ([]byte, bool, error) { return d.db.ReadCell(key, dst) }
+
+var _ kvs.DiskReader = (*storeDisk)(nil)
 
 // openDisk opens the storage node's disk tier under dataDir.
 func openDisk(dataDir string, log *slog.Logger) (*storeDisk, error) {

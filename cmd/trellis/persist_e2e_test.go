@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +84,69 @@ func TestDurableWritesSurviveKill(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 7, v)
 	r.stop(t)
+}
+
+// A node with max-memory keeps about that much of its keys in memory and
+// the rest in its disk tier, reads them back when they are used, and starts
+// again with them.
+func TestUpMaxMemory(t *testing.T) {
+	const budget = 64 << 10
+	dir := t.TempDir()
+	args := []string{"--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn",
+		"--max-memory", fmt.Sprint(budget)}
+	n := startNode(t, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, n.native, client.Options{})
+	require.NoError(t, err)
+	const keys = 3000
+	value := func(i int) string { return fmt.Sprintf("%04d%s", i, strings.Repeat("v", 96)) }
+	for i := range keys {
+		require.NoError(t, c.Set(ctx, fmt.Sprintf("k%d", i), []byte(value(i))))
+	}
+	info := respInfo(t, n.redis)
+	require.Equal(t, fmt.Sprint(budget), info["maxmemory"])
+	// The flusher moves clean keys out within a few flushes (10 ms apart).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info = respInfo(t, n.redis)
+		if atoiInfo(t, info, "used_memory_dataset") <= budget {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memory never came down to the budget: %v", info)
+		}
+	}
+	require.Greater(t, atoiInfo(t, info, "keys_on_disk_only"), keys/2)
+	require.Equal(t, "db0:keys=3000,expires=0,avg_ttl=0", "db0:"+info["db0"])
+	for i := range keys {
+		v, err := c.GetBytes(ctx, fmt.Sprintf("k%d", i))
+		require.NoError(t, err)
+		require.Equal(t, value(i), string(v))
+	}
+	require.Positive(t, atoiInfo(t, respInfo(t, n.redis), "keys_read_back"))
+	c.Close()
+	n.stop(t)
+
+	r := startNode(t, args...)
+	info = respInfo(t, r.redis)
+	require.Greater(t, atoiInfo(t, info, "keys_on_disk_only"), keys/2, "left on disk at start")
+	c, err = client.Dial(ctx, r.native, client.Options{})
+	require.NoError(t, err)
+	defer c.Close()
+	for i := range keys {
+		v, err := c.GetBytes(ctx, fmt.Sprintf("k%d", i))
+		require.NoError(t, err)
+		require.Equal(t, value(i), string(v))
+	}
+	r.stop(t)
+}
+
+func atoiInfo(t *testing.T, info map[string]string, key string) int {
+	t.Helper()
+	n, err := strconv.Atoi(info[key])
+	require.NoError(t, err, "INFO %s", key)
+	return n
 }
 
 // respDo sends one command to a Redis-protocol address and returns the first

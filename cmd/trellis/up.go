@@ -120,12 +120,18 @@ func nodeConfigs(cfg config, log *slog.Logger) (kvs.StoreConfig, kvs.ServerConfi
 		Version:  buildVersion(),
 		Logger:   log,
 	}
+	if cfg.MaxMemory > 0 && cfg.DataDir == "" {
+		return sc, vc, &configError{"invalid configuration: max-memory needs data-dir (keys that leave memory go to the disk tier in the data directory)"}
+	}
 	if err := sc.Validate(); err != nil {
 		return sc, vc, &configError{fmt.Sprintf("invalid configuration: %v", err)}
 	}
 	if err := vc.Validate(); err != nil {
 		return sc, vc, &configError{fmt.Sprintf("invalid configuration: %v", err)}
 	}
+	// Set after Validate: the disk it needs is opened later, and NewStore
+	// validates the two together.
+	sc.MemoryBudget = int64(cfg.MaxMemory)
 	return sc, vc, nil
 }
 

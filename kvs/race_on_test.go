@@ -1,0 +1,5 @@
+//go:build race
+
+package kvs
+
+const raceEnabled = true
