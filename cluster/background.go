@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -228,8 +229,10 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 	}
 	slices.SortFunc(fetch, bytes.Compare)
 	var items []wire.Item
-	for _, part := range chunks(fetch, nil) {
+	for len(fetch) > 0 {
+		part := chunks(fetch, nil)[0]
 		keys := fetch[part.from:part.to]
+		fetch = fetch[part.to:]
 		resp, err := n.callResp(ctx, p.Addr, &wire.Request{Op: wire.OpFetch, Keys: keys})
 		if err != nil {
 			return sum, err
@@ -238,9 +241,13 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 		if err != nil || len(items) != len(keys) {
 			return sum, fmt.Errorf("cluster: bad fetch reply from %d", p.ID)
 		}
+		var later [][]byte
 		for i, it := range items {
-			if it.Err() != nil {
-				continue // gone since: nothing to take
+			if err := it.Err(); err != nil {
+				if errors.Is(err, wire.ErrUnavailable) && i > 0 {
+					later = append(later, keys[i]) // past the reply's size bound: ask again
+				}
+				continue // (not found: gone since, nothing to take)
 			}
 			if _, err := n.store.MergeCell(keys[i], it.Value); err != nil {
 				return sum, err
@@ -250,6 +257,7 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 				push = append(push, keys[i]) // both had it: send back the join
 			}
 		}
+		fetch = append(later, fetch...)
 	}
 	slices.SortFunc(push, bytes.Compare)
 	for len(push) > 0 {

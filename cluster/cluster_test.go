@@ -403,6 +403,9 @@ func TestBatchesAreBounded(t *testing.T) {
 		require.Equal(t, 300, tn.store.Len(), "node %d", tn.id)
 	}
 
+	// A fetch reply carries a few cells at most: the fetcher asks again for
+	// the rest.
+	defer cluster.SetFetchReplyLimit(60)()
 	lost := tc.nodes[2]
 	tc.start(lost)
 	sum := lost.node.AntiEntropyOnce(context.Background())

@@ -7,3 +7,11 @@ func SetBatchLimits(keys, bytes, buckets int) (restore func()) {
 	maxBatchKeys, maxBatchBytes, maxBucketsPerCall = keys, bytes, buckets
 	return func() { maxBatchKeys, maxBatchBytes, maxBucketsPerCall = k, b, bu }
 }
+
+// SetFetchReplyLimit sets the bound of a FETCH reply's cells and returns a
+// function that restores it.
+func SetFetchReplyLimit(n int) (restore func()) {
+	old := maxFetchReply
+	maxFetchReply = n
+	return func() { maxFetchReply = old }
+}

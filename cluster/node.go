@@ -44,6 +44,12 @@ type Config struct {
 	// BucketBits sets the number of anti-entropy buckets (2^BucketBits).
 	// Default 10.
 	BucketBits uint
+	// DigestReuse is how long the anti-entropy digests of one pass over
+	// the store may be reused, for later rounds and for peers' digest
+	// requests, while the store keeps changing: a difference that is newer
+	// than the pass waits for a later round. Default 0: reused only while
+	// the store does not change.
+	DigestReuse time.Duration
 	// ReplicaTimeout bounds one call to a peer. Default 2 s.
 	ReplicaTimeout time.Duration
 	// Logger receives the node's logs. Default slog.Default().
@@ -146,10 +152,21 @@ func (v *view) replicas(key []byte, dst []route.Member) []route.Member {
 // pending ring (each once) to dst: where its writes must go during a
 // hand-off.
 func (v *view) allReplicas(key []byte, dst []route.Member) []route.Member {
-	dst = v.replicas(key, dst)
+	return v.allReplicasOfHash(key, ring.KeyHash(key), dst)
+}
+
+// allReplicasOfHash is allReplicas with the key's hash (ring.KeyHash)
+// already computed.
+func (v *view) allReplicasOfHash(key []byte, h uint64, dst []route.Member) []route.Member {
+	rf := v.state.RF(key)
+	dst = v.appendReplicasOfHash(v.ring, v.members, h, rf, dst)
 	n := len(dst)
-	for _, m := range v.appendReplicas(v.pending, v.pmember, key, nil) {
-		if !containsMember(dst[:n], m.ID) {
+	if v.pending == nil {
+		return dst
+	}
+	var buf [16]int
+	for _, i := range v.pending.Replicas(h, rf, buf[:0]) {
+		if m := v.pmember[i]; !containsMember(dst[:n], m.ID) {
 			dst = append(dst, m)
 		}
 	}
@@ -157,11 +174,15 @@ func (v *view) allReplicas(key []byte, dst []route.Member) []route.Member {
 }
 
 func (v *view) appendReplicas(r *ring.Ring, members []route.Member, key []byte, dst []route.Member) []route.Member {
+	return v.appendReplicasOfHash(r, members, ring.KeyHash(key), v.state.RF(key), dst)
+}
+
+func (v *view) appendReplicasOfHash(r *ring.Ring, members []route.Member, h uint64, rf int, dst []route.Member) []route.Member {
 	if r == nil {
 		return dst
 	}
-	var buf [8]int
-	for _, i := range r.Replicas(ring.KeyHash(key), v.state.RF(key), buf[:0]) {
+	var buf [16]int
+	for _, i := range r.Replicas(h, rf, buf[:0]) {
 		dst = append(dst, members[i])
 	}
 	return dst
@@ -193,6 +214,8 @@ type Node struct {
 	resp   respPool // connections for forwarding Redis commands
 
 	refreshing atomic.Bool // a background refresh is running
+
+	digests1 digestCache // the last anti-entropy digests (serve.go)
 }
 
 // New returns a node with an empty routing state: until SetState it is
@@ -273,7 +296,7 @@ var ErrQuorum = fmt.Errorf("%w: write not acknowledged by enough replicas", wire
 // (this node included) hold it, AckDurable once a majority hold it synced to
 // disk. Replicas it could not reach in time get the key by gossip. A
 // replica that routes by a newer epoch refuses to count: the node then
-// refreshes its routing state and tries once more with the replicas the new
+// refreshes its routing state and tries again (a few rounds) with the replicas the new
 // state names, so a node with an out-of-date view does not acknowledge a
 // write the current replicas do not hold.
 func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
@@ -287,7 +310,10 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 		}
 	}
 	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	// Epochs move in quick succession while a member joins or leaves
+	// (register, activate, ...): a few rounds, each after a refresh that
+	// moved this node's epoch.
+	for attempt := 0; attempt < maxReplicateRounds; attempt++ {
 		var newer uint64
 		newer, err = n.replicateOnce(ctx, key, ack)
 		if err == nil || newer <= n.Epoch() || !n.refresh(ctx) {
@@ -296,6 +322,10 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 	}
 	return err
 }
+
+// maxReplicateRounds bounds Replicate's rounds after refusals for an
+// out-of-date epoch.
+const maxReplicateRounds = 4
 
 // replicateOnce does one round of Replicate with the current view. newer is
 // the newest epoch a replica refused for (0 if none).
@@ -346,6 +376,7 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (new
 	type result struct {
 		ok    bool
 		newer uint64
+		err   error
 	}
 	results := make(chan result, len(peers))
 	epoch := v.state.Epoch
@@ -358,14 +389,18 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (new
 			if err != nil {
 				n.enqueue(key)
 			}
-			results <- result{ok: err == nil && counts, newer: newerEpoch(err, epoch)}
+			results <- result{ok: err == nil && counts, newer: newerEpoch(err, epoch), err: err}
 		}()
 	}
 	acked := 0
+	var last error // the last refusal, for the error message
 	for range peers {
 		select {
 		case r := <-results:
 			newer = max(newer, r.newer)
+			if r.err != nil {
+				last = r.err
+			}
 			if r.ok {
 				if acked++; acked >= need {
 					return newer, nil
@@ -375,7 +410,11 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (new
 			return newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
 		}
 	}
-	return newer, fmt.Errorf("%w: %d of %d replica acknowledgements", ErrQuorum, acked, need)
+	if last != nil {
+		return newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d; last refusal: %v)",
+			ErrQuorum, acked, need, len(counted), epoch, last)
+	}
+	return newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d)", ErrQuorum, acked, need, len(counted), epoch)
 }
 
 // newerEpoch returns the epoch of a wrong-owner error if it is newer than
@@ -395,6 +434,10 @@ func (n *Node) refresh(ctx context.Context) bool {
 		return false
 	}
 	before := n.Epoch()
+	// Bounded: the router retries until its context ends, and the callers'
+	// contexts may not end before the node shuts down.
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicaTimeout)
+	defer cancel()
 	st, err := n.cfg.Router.State(ctx)
 	if err != nil {
 		n.log.Debug("refreshing the routing state failed", "err", err)
@@ -443,7 +486,7 @@ func (n *Node) waitDurable(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w: waiting for the disk: %w", wire.ErrUnavailable, ctx.Err())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -23,6 +25,29 @@ func (n *Node) Serve(ctx context.Context, from string, req *wire.Request, out []
 		return n.servePeer(ctx, req, out)
 	}
 	return n.serveClient(ctx, req, out)
+}
+
+// Inline reports whether Serve completes req without waiting for peers,
+// the routing tier or a disk sync (kvs.Cluster): a replica's merge or a
+// gossip batch, a client write acknowledged locally by a node that routes
+// by the request's epoch.
+func (n *Node) Inline(req *wire.Request) bool {
+	switch req.Op {
+	case wire.OpReplicate:
+		return req.Opts.Ack != wire.AckDurable && req.Opts.Epoch <= n.Epoch()
+	case wire.OpGossip:
+		return req.Opts.Epoch <= n.Epoch()
+	}
+	return req.Op.IsWrite() && req.Opts.Epoch <= n.Epoch() && n.LocalAck(req.Opts.Ack)
+}
+
+// LocalAck reports whether a write asking for ack (AckDefault: the node's
+// default) is acknowledged by this node alone.
+func (n *Node) LocalAck(ack wire.Ack) bool {
+	if ack == wire.AckDefault {
+		ack = n.cfg.DefaultAck
+	}
+	return ack == wire.AckLocal
 }
 
 // keysOf returns the keys a client request names.
@@ -126,7 +151,7 @@ func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []b
 		return wire.EndFrame(out, start)
 	case wire.OpBucket:
 		bits, ok := n.bitsArg(req)
-		if !ok || len(req.Uints) < 3 || len(req.Uints) > 2+maxBucketsPerCall {
+		if !ok || len(req.Uints) < 3 || len(req.Uints) > 2+wire.MaxBuckets {
 			return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "bad bucket arguments"))
 		}
 		want := make(map[uint64]bool, len(req.Uints)-2)
@@ -148,9 +173,13 @@ func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []b
 		out, start := wire.BeginResult(out, id)
 		out = pack.AppendArrayHeader(out, len(req.Keys))
 		var cell []byte
-		for _, k := range req.Keys {
+		for i, k := range req.Keys {
 			var ok bool
-			if cell, ok = n.store.Cell(k, cell[:0]); ok {
+			if i > 0 && len(out)-start > maxFetchReply {
+				// The sender bounds its keys, not their values: past the
+				// bound, it asks again for the rest.
+				out = wire.AppendItemError(out, errFetchLater)
+			} else if cell, ok = n.store.Cell(k, cell[:0]); ok {
 				out = wire.AppendItemBytes(out, cell)
 			} else {
 				out = wire.AppendItemError(out, wire.ErrNotFound)
@@ -160,6 +189,13 @@ func (n *Node) servePeer(ctx context.Context, req *wire.Request, out []byte) []b
 	}
 	return wire.AppendError(out, id, wire.Errorf(wire.CodeBadRequest, "operation %s is not served here", req.Op))
 }
+
+// maxFetchReply bounds a FETCH reply's cells (the first cell is always
+// sent): well under the default frame limit.
+var maxFetchReply = 4 << 20
+
+// errFetchLater answers the keys of a FETCH past maxFetchReply.
+var errFetchLater = wire.Errorf(wire.CodeUnavailable, "reply size bound reached: ask again")
 
 // bitsArg checks the bucket-bits argument of a digest or bucket request.
 func (n *Node) bitsArg(req *wire.Request) (uint, bool) {
@@ -172,7 +208,7 @@ func (n *Node) bitsArg(req *wire.Request) (uint, bool) {
 // shares reports whether this node and peer both replicate key (on the
 // current or the pending ring).
 func (v *view) shares(key []byte, self, peer uint64) bool {
-	var buf [8]route.Member
+	var buf [16]route.Member
 	rs := v.allReplicas(key, buf[:0])
 	return containsMember(rs, self) && containsMember(rs, peer)
 }
@@ -191,17 +227,68 @@ func cellHash(d *xxhash.Digest, key, cell []byte) uint64 {
 }
 
 // digests returns, for each of 2^bits buckets, the xor of the cell hashes of
-// the keys in it that this node and peer both replicate.
+// the keys in it that this node and peer both replicate. The slice is
+// shared: callers must not change it.
 func (n *Node) digests(peer uint64, bits uint) []uint64 {
+	if d := n.allDigests(bits)[peer]; d != nil {
+		return d
+	}
+	return make([]uint64, 1<<bits) // no key in common
+}
+
+// digestCache holds the digests of one pass over the store, for every
+// peer at once (a round of anti-entropy and the digest requests of every
+// peer need one pass, not one each).
+type digestCache struct {
+	mu      sync.Mutex
+	view    *view
+	bits    uint
+	changes uint64 // the store's Changes when the pass started
+	at      time.Time
+	d       map[uint64][]uint64
+}
+
+// allDigests returns the digests of every peer with which this node shares
+// keys: from the last pass if the routing state is the same and the store
+// has not changed since (or the pass is younger than Config.DigestReuse),
+// else from a new pass.
+func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
+	c := &n.digests1
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	v := n.view.Load()
-	d := make([]uint64, 1<<bits)
+	changes := n.store.Changes()
+	if c.d != nil && c.view == v && c.bits == bits &&
+		(c.changes == changes || time.Since(c.at) < n.cfg.DigestReuse) {
+		return c.d
+	}
+	at := time.Now()
+	d := map[uint64][]uint64{}
+	self := n.cfg.ID
 	h := xxhash.New()
+	var buf [16]route.Member
 	n.store.Each(func(key, cell []byte) bool {
-		if v.shares(key, n.cfg.ID, peer) {
-			d[bucketOf(key, bits)] ^= cellHash(h, key, cell)
+		kh := ring.KeyHash(key)
+		rs := v.allReplicasOfHash(key, kh, buf[:0])
+		if len(rs) < 2 || !containsMember(rs, self) {
+			return true
+		}
+		ch := cellHash(h, key, cell)
+		b := kh >> (64 - bits)
+		for _, m := range rs {
+			if m.ID == self {
+				continue
+			}
+			pd := d[m.ID]
+			if pd == nil {
+				pd = make([]uint64, 1<<bits)
+				d[m.ID] = pd
+			}
+			pd[b] ^= ch
 		}
 		return true
 	})
+	c.view, c.bits, c.changes, c.at, c.d = v, bits, changes, at, d
 	return d
 }
 

@@ -20,6 +20,26 @@ type fakeCluster struct {
 	calls []string // ops served
 	repl  []string // keys replicated
 	gate  chan struct{}
+	local bool // writes are acknowledged locally: served on the event loop
+	// inline counts the writes served on the event loop (Serve called
+	// from Inline's yes, or a RESP write replicated with AckLocal).
+	inline int
+}
+
+func (f *fakeCluster) Inline(req *wire.Request) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.local && req.Op.IsWrite() && f.gate == nil {
+		f.inline++
+		return true
+	}
+	return false
+}
+
+func (f *fakeCluster) LocalAck(wire.Ack) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.local
 }
 
 func (f *fakeCluster) Responsible(key []byte) bool { return bytes.HasPrefix(key, []byte("mine")) }
@@ -133,4 +153,32 @@ func TestRESPClusterMode(t *testing.T) {
 	require.Equal(t, `"forwarded:theirs"`, r.do("SET", "theirs", "x"))
 	require.Equal(t, "1) \"1\"\n2) \"forwarded:theirs\"", r.do("MGET", "mine:a", "theirs"))
 	require.Equal(t, "(integer) 11", r.do("INCRBY", "mine:a", "10"), "Redis semantics run where the key lives")
+}
+
+// With writes acknowledged locally, a write of a key the node replicates
+// runs on the event loop: through Serve on the native port, through the
+// command and Replicate (which only queues) on the Redis port. Others still
+// go aside.
+func TestClusterModeLocalWritesInline(t *testing.T) {
+	n, fc := startClusterNode(t)
+	fc.mu.Lock()
+	fc.local = true
+	fc.mu.Unlock()
+	c := dialNative(t, n.srv.Addr())
+	_, err := c.Write((&wire.Request{ID: 1, Op: wire.OpSet, Key: []byte("mine:n"), Value: []byte("v")}).AppendFrame(nil))
+	require.NoError(t, err)
+	r := readResponse(t, c)
+	require.NoError(t, r.Err())
+	rc := dialRESP(t, n.srv.RESPAddr())
+	require.Equal(t, "OK", rc.do("SET", "mine:r", "1"))
+	require.Equal(t, "(integer) 2", rc.do("INCR", "mine:r"))
+	require.Equal(t, `"forwarded:theirs"`, rc.do("SET", "theirs", "x"))
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	require.Equal(t, 1, fc.inline, "the native write was served inline")
+	require.Equal(t, []string{"set"}, fc.calls)
+	require.Equal(t, []string{"mine:r", "mine:r"}, fc.repl, "the Redis writes were replicated (queued)")
+	v, err := fc.store.GetString([]byte("mine:n"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "v", string(v))
 }

@@ -176,6 +176,7 @@ func evictable(enc []byte) bool {
 // the key back.
 func (s *Store) staleLocked(sh *shard, key []byte) {
 	if s.persist == nil {
+		sh.changes++ // (markDirtyLocked counts it otherwise)
 		return
 	}
 	s.markDirtyLocked(sh, key)

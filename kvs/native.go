@@ -174,6 +174,9 @@ func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster,
 		}
 		return h.exec(req, out), nil
 	case req.Op.IsWrite() || req.Op.IsPeer():
+		if cl.Inline(req) {
+			return cl.Serve(h.srv.asyncCtx, "", req, out), nil
+		}
 		frame := req.AppendFrame(nil) // the request aliases the read buffer: take a copy
 		from := c.RemoteAddr().String()
 		p := &reply{}

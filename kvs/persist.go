@@ -103,6 +103,7 @@ type durableWaiter struct {
 
 // markDirtyLocked records that key changed. The shard's lock is held.
 func (s *Store) markDirtyLocked(sh *shard, key []byte) {
+	sh.changes++
 	if s.persist == nil {
 		return
 	}

@@ -125,6 +125,19 @@ func (sh *shard) placeCellLocked(tag uint32, key []byte, c lattice.Cell) {
 	sh.insertCellLocked(key, c)
 }
 
+// Changes returns a count of the changes made to the store's contents
+// (writes, merges, deletes, drops): when two calls return the same number,
+// nothing changed in between. Anti-entropy uses it to reuse digests.
+func (s *Store) Changes() uint64 {
+	var n uint64
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		n += sh.changes
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // Each calls fn with every key the store holds and its cell encoding,
 // including tombstones and evicted keys, once each. It visits memory one
 // shard at a time (the shard is locked while its keys are visited, so fn

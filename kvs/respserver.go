@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/trellisdb/trellis/resp"
+	"github.com/trellisdb/trellis/wire"
 )
 
 // respHandler serves the Redis protocol on one engine.
@@ -163,8 +164,20 @@ func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte)
 		return resp.AppendSimple(out, "OK"), nil, true
 	}
 	if cl := h.srv.cfg.Cluster; cl != nil && cmd.first > 0 {
-		if !cmd.write && allResponsible(cl, cmd.keys(args)) {
-			return cmd.fn(h, st, args, out), nil, false // a local read: the fast path
+		keys := cmd.keys(args)
+		if allResponsible(cl, keys) {
+			if !cmd.write {
+				return cmd.fn(h, st, args, out), nil, false // a local read: the fast path
+			}
+			if len(keys) == 1 && cl.LocalAck(wire.AckDefault) {
+				// A write acknowledged locally: Replicate only queues the key.
+				mark := len(out)
+				out = cmd.fn(h, st, args, out)
+				if len(out) > mark && out[mark] != '-' {
+					_ = cl.Replicate(h.srv.asyncCtx, keys[0], wire.AckLocal)
+				}
+				return out, nil, false
+			}
 		}
 		args := cloneArgs(args) // they alias the read buffer
 		p := &reply{}

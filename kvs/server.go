@@ -46,10 +46,19 @@ type ServerConfig struct {
 }
 
 // Cluster is what a storage node that belongs to a cluster consults and
-// delegates to (package cluster provides it). Responsible and Epoch are
-// called on event loops and must be fast; Serve may block and is called on
-// goroutines of its own.
+// delegates to (package cluster provides it). Responsible, Epoch, Inline
+// and LocalAck are called on event loops and must be fast; Serve and
+// Replicate may block and are called on goroutines of their own, except
+// where Inline or LocalAck say they return at once.
 type Cluster interface {
+	// Inline reports whether Serve completes req without waiting for
+	// peers, the routing tier or a disk sync: then it runs on the event
+	// loop, without a goroutine's hand-offs.
+	Inline(req *wire.Request) bool
+	// LocalAck reports whether a write asking for ack (AckDefault: the
+	// cluster's default) is acknowledged by this node alone, so that
+	// Replicate returns at once (it only queues the key for gossip).
+	LocalAck(ack wire.Ack) bool
 	// Responsible reports whether this node replicates key.
 	Responsible(key []byte) bool
 	// Epoch returns the routing epoch the node routes by.

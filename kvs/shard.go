@@ -37,6 +37,7 @@ type shard struct {
 	tombstones int // cells with a nil Value
 	stats      shardStats
 	dirty      dirtyLog // keys changed since the last flush (only with a disk)
+	changes    uint64   // changes to the shard's contents (Store.Changes)
 
 	// The memory budget's state (evict.go).
 	evicted int    // keys holding a value whose only copy is on disk

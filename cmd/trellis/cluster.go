@@ -277,6 +277,9 @@ func buildStorageNode(cfg config, dataDir, addr, respAddr string, routeAddrs []s
 		n.node, err = cluster.New(cluster.Config{
 			ID: n.id, Store: n.store, Transport: n.transport, Router: n.router, DefaultAck: parseAck(cfg.Ack),
 			GossipEvery: cfg.GossipEvery, AntiEntropyEvery: cfg.AEEvery, Logger: log,
+			// One pass over the store serves a period's rounds: this node's
+			// and every peer's digest requests.
+			DigestReuse: cfg.AEEvery,
 		})
 		if err != nil {
 			n.router.Close()
