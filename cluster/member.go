@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/trellisdb/trellis/route"
@@ -74,6 +75,19 @@ func (m *Member) Run(ctx context.Context) error {
 	c.Logger.Info("registered with the routing tier", "node", c.Self.ID, "epoch", st.Epoch)
 	joinedAt := time.Now()
 	leaving := false // this node was seen leaving: once removed, it stops
+	// Heartbeats go on their own: a joining or leaving node's sync rounds
+	// may take longer than the routing tier waits for a heartbeat.
+	hctx, stopHeartbeats := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.heartbeats(hctx)
+	}()
+	defer func() {
+		stopHeartbeats()
+		wg.Wait()
+	}()
 	t := time.NewTicker(c.Every)
 	defer t.Stop()
 	for {
@@ -81,9 +95,6 @@ func (m *Member) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-		if err := c.Router.Heartbeat(ctx, c.Self.ID); err != nil && ctx.Err() == nil {
-			c.Logger.Debug("heartbeat failed", "err", err)
 		}
 		st, err := c.Router.State(ctx)
 		if err != nil {
@@ -111,6 +122,24 @@ func (m *Member) Run(ctx context.Context) error {
 			}
 		case me.State == route.Joining:
 			m.join(ctx, joinedAt)
+		}
+	}
+}
+
+// heartbeats tells the routing tier this node is alive every Every, until
+// ctx ends.
+func (m *Member) heartbeats(ctx context.Context) {
+	c := m.cfg
+	t := time.NewTicker(c.Every)
+	defer t.Stop()
+	for {
+		if err := c.Router.Heartbeat(ctx, c.Self.ID); err != nil && ctx.Err() == nil {
+			c.Logger.Debug("heartbeat failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

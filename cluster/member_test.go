@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisdb/trellis/cluster"
+	"github.com/trellisdb/trellis/memnet"
 	"github.com/trellisdb/trellis/route"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -43,6 +44,12 @@ func (r *fakeRouter) Heartbeat(_ context.Context, id uint64) error {
 	defer r.mu.Unlock()
 	r.beats[id]++
 	return nil
+}
+
+func (r *fakeRouter) stateEpoch() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.Epoch
 }
 
 func (r *fakeRouter) member(id uint64) (route.Member, bool) {
@@ -157,4 +164,43 @@ func TestMemberLifecycle(t *testing.T) {
 		members[id].cancel()
 		require.NoError(t, <-members[id].done)
 	}
+}
+
+// A joining node keeps heartbeating while its sync rounds are slow (here:
+// every peer call delayed), so the routing tier does not mark it down
+// before it can activate.
+func TestHeartbeatsDuringSlowSync(t *testing.T) {
+	tc := newTestCluster(t, 2, 2, 1)
+	defer tc.close()
+	for i := range 50 {
+		k := fmt.Sprintf("k%d", i)
+		require.NoError(t, tc.do(tc.nodes[0].addr, set(k, "v", wire.AckQuorum)).Err())
+	}
+	tc.settle()
+	router := &fakeRouter{state: tc.state.Clone(), beats: map[uint64]int{}}
+	tc.net.SetFaults(memnet.Faults{MaxDelay: 60 * time.Millisecond})
+	defer tc.net.SetFaults(memnet.Faults{})
+	tn := tc.nodes[1]
+	tc.start(tn) // its data lost: a first round fetches, a second finds nothing
+	const every = 5 * time.Millisecond
+	m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
+		Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: every})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- m.Run(ctx) }()
+	waitFor(t, "the member re-registered and active", func() bool {
+		me, ok := router.member(tn.id)
+		return ok && me.State == route.Active && router.stateEpoch() > tc.state.Epoch+1
+	})
+	took := time.Since(start)
+	cancel()
+	require.NoError(t, <-done)
+	router.mu.Lock()
+	beats := router.beats[tn.id]
+	router.mu.Unlock()
+	// At least a third of the periods that passed had their heartbeat
+	// (without its own goroutine, one per sync round of ~100 ms or more).
+	require.GreaterOrEqual(t, beats, int(took/every)/3, "%d heartbeats in %v", beats, took)
 }
