@@ -104,35 +104,11 @@ func (n *Node) forwardTo(ctx context.Context, addr string, cmd []byte) ([]byte, 
 		c.Close()
 		return nil, err
 	}
-	var p resp.Parser
-	p.Limits = resp.Limits{MaxBulk: maxForwardReply}
-	var buf []byte
-	chunk := make([]byte, 16<<10)
-	for {
-		if len(buf) > 0 && p.Need() <= len(buf) {
-			_, size, err := p.ParseReply(buf)
-			switch {
-			case err == nil:
-				if size != len(buf) {
-					c.Close() // more than one reply: the stream is out of step
-					return nil, errors.New("unexpected extra reply")
-				}
-				n.resp.put(addr, c)
-				return buf, nil
-			case !errors.Is(err, resp.ErrIncomplete):
-				c.Close()
-				return nil, err
-			}
-		}
-		if len(buf) > maxForwardReply {
-			c.Close()
-			return nil, errors.New("reply too large")
-		}
-		k, err := c.Read(chunk)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		buf = append(buf, chunk[:k]...)
+	_, reply, err := resp.ReadReply(c, nil, resp.Limits{MaxBulk: maxForwardReply})
+	if err != nil {
+		c.Close() // broken, or out of step with its requests
+		return nil, err
 	}
+	n.resp.put(addr, c)
+	return reply, nil
 }

@@ -58,16 +58,10 @@ func (r *fakeRouter) member(id uint64) (route.Member, bool) {
 	return r.state.Member(id)
 }
 
-// waitFor polls cond every few milliseconds until it holds or 10 s pass.
+// waitFor waits until cond holds, for at most 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, "waiting for %s", what)
 }
 
 // Members register, sync and activate on their own; a member asked to leave

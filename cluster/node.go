@@ -215,7 +215,7 @@ type Node struct {
 
 	refreshing atomic.Bool // a background refresh is running
 
-	digests1 digestCache // the last anti-entropy digests (serve.go)
+	digestCache digestCache // the last anti-entropy digests (serve.go)
 }
 
 // New returns a node with an empty routing state: until SetState it is

@@ -205,16 +205,9 @@ func (n *Node) bitsArg(req *wire.Request) (uint, bool) {
 	return uint(req.Uints[1]), true
 }
 
-// shares reports whether this node and peer both replicate key (on the
-// current or the pending ring).
-func (v *view) shares(key []byte, self, peer uint64) bool {
-	var buf [16]route.Member
-	rs := v.allReplicas(key, buf[:0])
-	return containsMember(rs, self) && containsMember(rs, peer)
-}
-
-// bucketOf returns key's anti-entropy bucket.
-func bucketOf(key []byte, bits uint) uint64 { return ring.KeyHash(key) >> (64 - bits) }
+// bucketOf returns the anti-entropy bucket of the key whose hash
+// (ring.KeyHash) is h: its top bits bits.
+func bucketOf(h uint64, bits uint) uint64 { return h >> (64 - bits) }
 
 // cellHash identifies a key's state: xxhash64 of the key, a zero byte and
 // the cell encoding (encodings are canonical, so equal cells hash equal).
@@ -253,7 +246,7 @@ type digestCache struct {
 // has not changed since (or the pass is younger than Config.DigestReuse),
 // else from a new pass.
 func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
-	c := &n.digests1
+	c := &n.digestCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := n.view.Load()
@@ -274,7 +267,7 @@ func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
 			return true
 		}
 		ch := cellHash(h, key, cell)
-		b := kh >> (64 - bits)
+		b := bucketOf(kh, bits)
 		for _, m := range rs {
 			if m.ID == self {
 				continue
@@ -298,8 +291,13 @@ func (n *Node) bucketKeys(peer uint64, bits uint, buckets map[uint64]bool) map[s
 	v := n.view.Load()
 	out := map[string]uint64{}
 	h := xxhash.New()
+	var buf [16]route.Member
 	n.store.Each(func(key, cell []byte) bool {
-		if buckets[bucketOf(key, bits)] && v.shares(key, n.cfg.ID, peer) {
+		kh := ring.KeyHash(key)
+		if !buckets[bucketOf(kh, bits)] {
+			return true
+		}
+		if rs := v.allReplicasOfHash(key, kh, buf[:0]); containsMember(rs, n.cfg.ID) && containsMember(rs, peer) {
 			out[string(key)] = cellHash(h, key, cell)
 		}
 		return true

@@ -54,19 +54,28 @@ func (h *respHandler) runInCluster(ctx context.Context, st *respConn, cl Cluster
 		return h.runSplit(ctx, st, cl, cmd, args)
 	}
 	if allResponsible(cl, keys) {
-		out := cmd.fn(h, st, args, nil)
-		if cmd.write && len(out) > 0 && out[0] != '-' {
-			for _, k := range keys {
-				if err := cl.Replicate(ctx, k, wire.AckDefault); err != nil {
-					return resp.AppendError(nil, "ERR "+err.Error())
-				}
-			}
-		}
-		return out
+		return h.runHere(ctx, st, cl, cmd, args, keys, nil)
 	}
 	out, err := cl.ForwardRESP(ctx, keys[0], resp.AppendCommand(nil, args...))
 	if err != nil {
 		return resp.AppendError(nil, "ERR forwarding to the key's replicas: "+err.Error())
+	}
+	return out
+}
+
+// runHere runs a command on keys this node replicates, with Redis's
+// semantics, appending its reply to out; a write that succeeded is then
+// replicated as the cluster's default acknowledgement asks.
+func (h *respHandler) runHere(ctx context.Context, st *respConn, cl Cluster, cmd *respCmd, args, keys [][]byte, out []byte) []byte {
+	mark := len(out)
+	out = cmd.fn(h, st, args, out)
+	if !cmd.write || len(out) == mark || out[mark] == '-' {
+		return out
+	}
+	for _, k := range keys {
+		if err := cl.Replicate(ctx, k, wire.AckDefault); err != nil {
+			return resp.AppendError(out[:mark], "ERR "+err.Error())
+		}
 	}
 	return out
 }

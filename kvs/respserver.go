@@ -164,20 +164,12 @@ func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte)
 		return resp.AppendSimple(out, "OK"), nil, true
 	}
 	if cl := h.srv.cfg.Cluster; cl != nil && cmd.first > 0 {
+		// The fast path, on the event loop: a read of keys this node
+		// replicates, or a write of one acknowledged locally (Replicate
+		// only queues the key for gossip).
 		keys := cmd.keys(args)
-		if allResponsible(cl, keys) {
-			if !cmd.write {
-				return cmd.fn(h, st, args, out), nil, false // a local read: the fast path
-			}
-			if len(keys) == 1 && cl.LocalAck(wire.AckDefault) {
-				// A write acknowledged locally: Replicate only queues the key.
-				mark := len(out)
-				out = cmd.fn(h, st, args, out)
-				if len(out) > mark && out[mark] != '-' {
-					_ = cl.Replicate(h.srv.asyncCtx, keys[0], wire.AckLocal)
-				}
-				return out, nil, false
-			}
+		if allResponsible(cl, keys) && (!cmd.write || len(keys) == 1 && cl.LocalAck(wire.AckDefault)) {
+			return h.runHere(h.srv.asyncCtx, st, cl, cmd, args, keys, out), nil, false
 		}
 		args := cloneArgs(args) // they alias the read buffer
 		p := &reply{}

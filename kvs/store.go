@@ -349,16 +349,7 @@ func (s *Store) Put(key []byte, v lattice.Lattice) error {
 	if v.Size() > s.cfg.MaxValue {
 		return fmt.Errorf("%w: value of about %d bytes exceeds the limit of %d", ErrTooLarge, v.Size(), s.cfg.MaxValue)
 	}
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return err
-	}
-	err = sh.putLocked(tag, key, v)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
-	return err
+	return s.update(key, func(sh *shard, tag uint32) error { return sh.putLocked(tag, key, v) })
 }
 
 // PutEncoded merges the lattice encoded in enc into key's value. An LWW
@@ -373,27 +364,24 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errBadValue, err)
 		}
-		sh, tag, t0, err := s.lockKey(key)
-		if err != nil {
-			return err
-		}
-		err = sh.setLocked(tag, key, ts, writer, value, nil)
-		if err == nil {
-			s.markDirtyLocked(sh, key)
-		}
-		sh.unlock(t0)
-		return err
+		return s.update(key, func(sh *shard, tag uint32) error { return sh.setLocked(tag, key, ts, writer, value, nil) })
 	}
 	v, err := lattice.Decode(enc)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadValue, err)
 	}
+	return s.update(key, func(sh *shard, tag uint32) error { return sh.putLocked(tag, key, v) })
+}
+
+// update runs fn with key's shard locked and key resident (read back from
+// disk if the memory budget evicted it), and records the change for the
+// disk if fn succeeds.
+func (s *Store) update(key []byte, fn func(sh *shard, tag uint32) error) error {
 	sh, tag, t0, err := s.lockKey(key)
 	if err != nil {
 		return err
 	}
-	err = sh.putLocked(tag, key, v)
-	if err == nil {
+	if err = fn(sh, tag); err == nil {
 		s.markDirtyLocked(sh, key)
 	}
 	sh.unlock(t0)
@@ -407,16 +395,7 @@ func (s *Store) SetLWW(key, value []byte) error {
 		return err
 	}
 	ts := s.clock.Now()
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return err
-	}
-	err = sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
-	return err
+	return s.update(key, func(sh *shard, tag uint32) error { return sh.setLocked(tag, key, ts, s.cfg.NodeID, value, nil) })
 }
 
 // Overwrite is Redis's SET: it writes value to key's LWW register, and if the
@@ -426,21 +405,8 @@ func (s *Store) Overwrite(key, value []byte) error {
 	if err := s.checkValue(key, value); err != nil {
 		return err
 	}
-	sh, tag := s.shardFor(key)
 	st := s.stamp()
-	t0 := sh.lock()
-	if sh.evicted != 0 {
-		var err error
-		if t0, err = s.readBack(sh, tag, key, t0); err != nil {
-			return err
-		}
-	}
-	err := sh.setLocked(tag, key, st.TS, st.Writer, value, &st)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
-	return err
+	return s.update(key, func(sh *shard, tag uint32) error { return sh.setLocked(tag, key, st.TS, st.Writer, value, &st) })
 }
 
 // Delete deletes key: it records a tombstone that merges like any value, so
@@ -451,14 +417,11 @@ func (s *Store) Delete(key []byte) (existed bool, err error) {
 		return false, err
 	}
 	st := s.stamp()
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return false, err
-	}
-	existed = sh.deleteLocked(tag, key, st)
-	s.markDirtyLocked(sh, key)
-	sh.unlock(t0)
-	return existed, nil
+	err = s.update(key, func(sh *shard, tag uint32) error {
+		existed = sh.deleteLocked(tag, key, st)
+		return nil
+	})
+	return existed, err
 }
 
 // SetAdd adds members to the observed-remove set at key (creating it) and
@@ -468,15 +431,11 @@ func (s *Store) SetAdd(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return 0, err
-	}
-	n, err := sh.setAddLocked(tag, key, members, s.cfg.NodeID)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
+	var n int
+	err := s.update(key, func(sh *shard, tag uint32) (err error) {
+		n, err = sh.setAddLocked(tag, key, members, s.cfg.NodeID)
+		return err
+	})
 	return n, err
 }
 
@@ -486,15 +445,11 @@ func (s *Store) SetRemove(key []byte, members [][]byte) (int, error) {
 	if err := s.checkMembers(key, members); err != nil {
 		return 0, err
 	}
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return 0, err
-	}
-	n, err := sh.setRemoveLocked(tag, key, members)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
+	var n int
+	err := s.update(key, func(sh *shard, tag uint32) (err error) {
+		n, err = sh.setRemoveLocked(tag, key, members)
+		return err
+	})
 	return n, err
 }
 
@@ -568,15 +523,11 @@ func (s *Store) counterAdd(key []byte, delta int64, convert bool) (int64, error)
 	if convert {
 		st = s.stamp()
 	}
-	sh, tag, t0, err := s.lockKey(key)
-	if err != nil {
-		return 0, err
-	}
-	v, err := sh.counterAddLocked(tag, key, delta, s.cfg.NodeID, convert, st)
-	if err == nil {
-		s.markDirtyLocked(sh, key)
-	}
-	sh.unlock(t0)
+	var v int64
+	err := s.update(key, func(sh *shard, tag uint32) (err error) {
+		v, err = sh.counterAddLocked(tag, key, delta, s.cfg.NodeID, convert, st)
+		return err
+	})
 	return v, err
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -570,10 +569,8 @@ func benchRestart(ctx context.Context, lc *localCluster, bc clusterBenchConfig, 
 
 // respConn is one Redis-protocol connection, one command at a time.
 type respConn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	buf []byte
-	in  []byte
+	c       net.Conn
+	out, in []byte
 }
 
 func dialRESP(addr string) (*respConn, error) {
@@ -581,33 +578,21 @@ func dialRESP(addr string) (*respConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &respConn{c: c, r: bufio.NewReader(c)}, nil
+	return &respConn{c: c}, nil
 }
 
 func (rc *respConn) Close() error { return rc.c.Close() }
 
+// do sends a command and returns its reply, valid until the next call.
 func (rc *respConn) do(args ...string) (resp.Reply, error) {
-	rc.buf = resp.AppendCommandString(rc.buf[:0], args...)
+	rc.out = resp.AppendCommandString(rc.out[:0], args...)
 	_ = rc.c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := rc.c.Write(rc.buf); err != nil {
+	if _, err := rc.c.Write(rc.out); err != nil {
 		return resp.Reply{}, err
 	}
-	rc.in = rc.in[:0]
-	chunk := make([]byte, 4096)
-	for {
-		if r, n, err := resp.ParseReply(rc.in, resp.Limits{}); err == nil {
-			r.Str = bytes.Clone(r.Str)
-			rc.in = rc.in[n:]
-			return r, nil
-		} else if !errors.Is(err, resp.ErrIncomplete) {
-			return resp.Reply{}, err
-		}
-		n, err := rc.r.Read(chunk)
-		if err != nil {
-			return resp.Reply{}, err
-		}
-		rc.in = append(rc.in, chunk[:n]...)
-	}
+	r, in, err := resp.ReadReply(rc.c, rc.in, resp.Limits{})
+	rc.in = in
+	return r, err
 }
 
 func printClusterBench(w io.Writer, r clusterBenchResult) {

@@ -3,17 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisdb/trellis/client"
-	"github.com/trellisdb/trellis/resp"
 	"github.com/trellisdb/trellis/route"
 )
 
@@ -87,43 +86,24 @@ func startKVS(t *testing.T, dir, routeAddrs string, extra ...string) *kvsProc {
 // (it has caught up) by an epoch at least min.
 func waitServing(t *testing.T, p *kvsProc, min uint64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info := respInfo(t, p.redis)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		info := respInfo(c, p.redis)
 		epoch, _ := strconv.ParseUint(info["epoch"], 10, 64)
-		if info["member_state"] == "active" && epoch >= min {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "node %d not serving: %v", p.id, info)
-		time.Sleep(20 * time.Millisecond) // a system-level poll with a deadline
-	}
+		assert.Equal(c, "active", info["member_state"], "node %d", p.id)
+		assert.GreaterOrEqual(c, epoch, min, "node %d", p.id)
+	}, 30*time.Second, 20*time.Millisecond, "node %d not serving", p.id)
 }
 
 // respInfo returns the fields of a node's INFO reply.
-func respInfo(t *testing.T, addr string) map[string]string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	require.NoError(t, err)
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = conn.Write(resp.AppendCommandString(nil, "INFO"))
-	require.NoError(t, err)
-	var buf []byte
-	chunk := make([]byte, 8192)
-	for {
-		if r, _, err := resp.ParseReply(buf, resp.Limits{}); err == nil {
-			out := map[string]string{}
-			for _, l := range strings.Split(string(r.Str), "\r\n") {
-				if k, v, ok := strings.Cut(l, ":"); ok {
-					out[k] = v
-				}
-			}
-			return out
+func respInfo(t require.TestingT, addr string) map[string]string {
+	r := respCall(t, addr, "INFO")
+	out := map[string]string{}
+	for _, l := range strings.Split(string(r.Str), "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			out[k] = v
 		}
-		n, err := conn.Read(chunk)
-		require.NoError(t, err)
-		buf = append(buf, chunk[:n]...)
 	}
+	return out
 }
 
 // waitActive waits until the routing state has want active members.
@@ -131,23 +111,22 @@ func waitActive(t *testing.T, routeAddrs []string, want int) route.State {
 	t.Helper()
 	rc := route.NewClient(routeAddrs, client.Options{Conns: 1})
 	defer rc.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var st route.State
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := rc.State(ctx)
-		cancel()
+		defer cancel()
+		got, err := rc.State(ctx)
+		require.NoError(c, err)
 		active := 0
-		for _, m := range st.Members {
+		for _, m := range got.Members {
 			if m.State == route.Active {
 				active++
 			}
 		}
-		if err == nil && active == want {
-			return st
-		}
-		require.True(t, time.Now().Before(deadline), "waiting for %d active storage nodes: %v %+v", want, err, st.Members)
-		time.Sleep(50 * time.Millisecond) // a system-level poll with a deadline
-	}
+		require.Equal(c, want, active, "active storage nodes in %+v", got.Members)
+		st = got
+	}, 30*time.Second, 50*time.Millisecond)
+	return st
 }
 
 // Three storage nodes and a routing node as separate processes; a client
@@ -221,15 +200,14 @@ func TestRoutingLeaderFailover(t *testing.T) {
 	// copy, which applies the change a moment after the leader commits it.
 	for _, a := range addrs[1:] {
 		one := route.NewClient([]string{a}, client.Options{Conns: 1})
-		for {
-			s, err := one.State(ctx)
-			require.NoError(t, err, "lookups keep working at %s", a)
-			if s.Epoch >= st.Epoch {
-				require.Equal(t, 3, s.RF([]byte("hot")))
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // a system-level poll, bounded by ctx
-		}
+		var s route.State
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			var err error
+			s, err = one.State(ctx)
+			require.NoError(c, err, "lookups keep working at %s", a)
+			require.GreaterOrEqual(c, s.Epoch, st.Epoch)
+		}, 20*time.Second, 10*time.Millisecond)
+		require.Equal(t, 3, s.RF([]byte("hot")))
 		one.Close()
 	}
 }
@@ -265,20 +243,13 @@ func TestClusterJoinAndLeave(t *testing.T) {
 	// copies waits until the nodes hold want copies of the keys in all.
 	copies := func(via []*kvsProc, want int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			total := 0
 			for _, p := range via {
-				n, err := strconv.Atoi(strings.TrimPrefix(respDo(t, p.redis, "DBSIZE"), ":"))
-				require.NoError(t, err)
-				total += n
+				total += int(respCall(c, p.redis, "DBSIZE").Int)
 			}
-			if total == want {
-				return
-			}
-			require.True(t, time.Now().Before(deadline), "%d copies, want %d", total, want)
-			time.Sleep(50 * time.Millisecond) // a system-level poll with a deadline
-		}
+			require.Equal(c, want, total, "copies of the keys")
+		}, 30*time.Second, 50*time.Millisecond)
 	}
 	copies(nodes, 3*keys)
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisdb/trellis/client"
@@ -107,16 +107,10 @@ func TestUpMaxMemory(t *testing.T) {
 	info := respInfo(t, n.redis)
 	require.Equal(t, fmt.Sprint(budget), info["maxmemory"])
 	// The flusher moves clean keys out within a few flushes (10 ms apart).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info = respInfo(t, n.redis)
-		if atoiInfo(t, info, "used_memory_dataset") <= budget {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memory never came down to the budget: %v", info)
-		}
-	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		info = respInfo(c, n.redis)
+		require.LessOrEqual(c, atoiInfo(c, info, "used_memory_dataset"), budget, "memory comes down to the budget")
+	}, 20*time.Second, 10*time.Millisecond)
 	require.Greater(t, atoiInfo(t, info, "keys_on_disk_only"), keys/2)
 	require.Equal(t, "db0:keys=3000,expires=0,avg_ttl=0", "db0:"+info["db0"])
 	for i := range keys {
@@ -142,8 +136,7 @@ func TestUpMaxMemory(t *testing.T) {
 	r.stop(t)
 }
 
-func atoiInfo(t *testing.T, info map[string]string, key string) int {
-	t.Helper()
+func atoiInfo(t require.TestingT, info map[string]string, key string) int {
 	n, err := strconv.Atoi(info[key])
 	require.NoError(t, err, "INFO %s", key)
 	return n
@@ -151,15 +144,29 @@ func atoiInfo(t *testing.T, info map[string]string, key string) int {
 
 // respDo sends one command to a Redis-protocol address and returns the first
 // line of the reply, without its CRLF.
-func respDo(t *testing.T, addr string, args ...string) string {
-	t.Helper()
+func respDo(t require.TestingT, addr string, args ...string) string {
+	_, raw := respRaw(t, addr, args...)
+	line, _, _ := strings.Cut(string(raw), "\r\n")
+	return line
+}
+
+// respCall sends one command to a Redis-protocol address and returns its
+// reply.
+func respCall(t require.TestingT, addr string, args ...string) resp.Reply {
+	r, _ := respRaw(t, addr, args...)
+	return r
+}
+
+// respRaw sends one command on a new connection and returns the reply and
+// its encoding.
+func respRaw(t require.TestingT, addr string, args ...string) (resp.Reply, []byte) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	_, err = conn.Write(resp.AppendCommandString(nil, args...))
 	require.NoError(t, err)
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	r, raw, err := resp.ReadReply(conn, nil, resp.Limits{})
 	require.NoError(t, err)
-	return strings.TrimRight(line, "\r\n")
+	return r, raw
 }
