@@ -314,9 +314,14 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 	// (register, activate, ...): a few rounds, each after a refresh that
 	// moved this node's epoch.
 	for attempt := 0; attempt < maxReplicateRounds; attempt++ {
-		var newer uint64
-		newer, err = n.replicateOnce(ctx, key, ack)
-		if err == nil || newer <= n.Epoch() || !n.refresh(ctx) {
+		var used, newer uint64
+		used, newer, err = n.replicateOnce(ctx, key, ack)
+		if err == nil || newer <= used {
+			return err
+		}
+		// The node's epoch may have moved on since this round started (a
+		// background refresh): then go again with it, without asking.
+		if n.Epoch() <= used && !n.refresh(ctx) {
 			return err
 		}
 	}
@@ -327,10 +332,12 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 // out-of-date epoch.
 const maxReplicateRounds = 4
 
-// replicateOnce does one round of Replicate with the current view. newer is
-// the newest epoch a replica refused for (0 if none).
-func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (newer uint64, err error) {
+// replicateOnce does one round of Replicate with the current view. used is
+// the view's epoch, newer the newest epoch a replica refused for (0 if
+// none).
+func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (used, newer uint64, err error) {
 	v := n.view.Load()
+	used = v.state.Epoch
 	var buf [8]route.Member
 	targets := v.allReplicas(key, buf[:0])
 	var current [8]route.Member
@@ -359,15 +366,15 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (new
 		}
 	}
 	if len(peers) == 0 {
-		return 0, nil
+		return used, 0, nil
 	}
 	cell, ok := n.store.Cell(key, nil)
 	if !ok {
-		return 0, nil // nothing to replicate (a tombstone already collected)
+		return used, 0, nil // nothing to replicate (a tombstone already collected)
 	}
 	if need == 0 {
 		n.enqueue(key)
-		return 0, nil
+		return used, 0, nil
 	}
 	// Send to every peer at once. The calls outlive this request (the other
 	// replicas get the write too), bounded by ReplicaTimeout; a call that
@@ -403,18 +410,18 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (new
 			}
 			if r.ok {
 				if acked++; acked >= need {
-					return newer, nil
+					return used, newer, nil
 				}
 			}
 		case <-ctx.Done():
-			return newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
+			return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
 		}
 	}
 	if last != nil {
-		return newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d; last refusal: %v)",
+		return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d; last refusal: %v)",
 			ErrQuorum, acked, need, len(counted), epoch, last)
 	}
-	return newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d)", ErrQuorum, acked, need, len(counted), epoch)
+	return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d)", ErrQuorum, acked, need, len(counted), epoch)
 }
 
 // newerEpoch returns the epoch of a wrong-owner error if it is newer than
