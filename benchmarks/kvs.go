@@ -209,7 +209,7 @@ func (b *runBound) claim(now time.Time) int {
 
 // errKinds indexes worker error counters: the wire codes, then errOther.
 const (
-	errOther = int(wire.CodeInternal) + 1
+	errOther = int(wire.CodeFunction) + 1
 	errKinds = errOther + 1
 )
 

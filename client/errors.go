@@ -20,6 +20,9 @@ var (
 	ErrUnavailable  = wire.ErrUnavailable
 	ErrTimeout      = wire.ErrTimeout
 	ErrInternal     = wire.ErrInternal
+	// ErrFunction: a called function returned an error, trapped or
+	// overran its deadline; the message says which and why.
+	ErrFunction = wire.ErrFunction
 
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("client closed")

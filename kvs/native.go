@@ -1,6 +1,7 @@
 package kvs
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -139,6 +140,12 @@ func (h *nativeHandler) handle(c gnet.Conn, st *nativeConn, req *wire.Request, d
 	if decodeErr != nil {
 		return wire.AppendError(out, req.ID, decodeErr), nil
 	}
+	if req.Op.IsFunction() {
+		return h.serveFunction(c, st, req, out)
+	}
+	if err := h.srv.checkReserved(req); err != nil {
+		return wire.AppendError(out, req.ID, err), nil
+	}
 	if cl := h.srv.cfg.Cluster; cl != nil {
 		return h.handleInCluster(c, st, cl, req, out)
 	}
@@ -153,6 +160,53 @@ func (h *nativeHandler) handle(c gnet.Conn, st *nativeConn, req *wire.Request, d
 		return out, p
 	}
 	return h.exec(req, out), nil
+}
+
+// serveFunction hands a function or DAG request to the Functions handler,
+// on a goroutine of its own: calls block.
+func (h *nativeHandler) serveFunction(c gnet.Conn, st *nativeConn, req *wire.Request, out []byte) ([]byte, *reply) {
+	fns := h.srv.cfg.Functions
+	if fns == nil {
+		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest,
+			"operation %s is not served here: this node runs no coordinator", req.Op)), nil
+	}
+	frame := req.AppendFrame(nil) // the request aliases the read buffer: take a copy
+	p := &reply{}
+	h.srv.goAsync(func(ctx context.Context) {
+		var r wire.Request
+		body, _, _ := wire.SplitFrame(frame, wire.Limits{})
+		if err := r.Decode(body, wire.Limits{}); err != nil {
+			complete(c, &st.replyQueue, p, wire.AppendError(nil, r.ID, err))
+			return
+		}
+		complete(c, &st.replyQueue, p, fns.Serve(ctx, &r, nil))
+	})
+	return out, p
+}
+
+// checkReserved refuses a client's write of a key in the reserved
+// namespace.
+func (s *Server) checkReserved(req *wire.Request) error {
+	if s.cfg.Reserved == "" || !req.Op.IsWrite() || req.Op.IsPeer() {
+		return nil
+	}
+	if s.reserved(req.Key) {
+		return errReserved(req.Key)
+	}
+	for _, k := range req.Keys {
+		if s.reserved(k) {
+			return errReserved(k)
+		}
+	}
+	return nil
+}
+
+func (s *Server) reserved(key []byte) bool {
+	return s.cfg.Reserved != "" && bytes.HasPrefix(key, []byte(s.cfg.Reserved))
+}
+
+func errReserved(key []byte) error {
+	return wire.Errorf(wire.CodeUnauthorized, "key %.64q is in the reserved namespace of function and DAG definitions; register them through a coordinator", key)
 }
 
 // handleInCluster serves a request on a cluster member: reads of keys the

@@ -104,6 +104,7 @@ type durableWaiter struct {
 // markDirtyLocked records that key changed. The shard's lock is held.
 func (s *Store) markDirtyLocked(sh *shard, key []byte) {
 	sh.changes++
+	s.watch.noteLocked(key)
 	if s.persist == nil {
 		return
 	}

@@ -163,6 +163,13 @@ func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte)
 	if cmd.name == "quit" {
 		return resp.AppendSimple(out, "OK"), nil, true
 	}
+	if cmd.write && h.srv.cfg.Reserved != "" && cmd.first > 0 {
+		for _, k := range cmd.keys(args) {
+			if h.srv.reserved(k) {
+				return resp.AppendError(out, "NOPERM "+errReserved(k).Error()), nil, false
+			}
+		}
+	}
 	if cl := h.srv.cfg.Cluster; cl != nil && cmd.first > 0 {
 		// The fast path, on the event loop: a read of keys this node
 		// replicates, or a write of one acknowledged locally (Replicate

@@ -43,6 +43,22 @@ type ServerConfig struct {
 	// does not replicate answer wrong owner, and writes and storage-node
 	// operations go through it (replication). Default none: a lone node.
 	Cluster Cluster
+	// Functions, when set, serves the function and DAG operations
+	// (wire.Op.IsFunction) that arrive on the native port: `trellis up`
+	// runs a coordinator in the node's process. Default none: they are
+	// answered "not served here".
+	Functions Functions
+	// Reserved, when set, is a key prefix that clients may read but not
+	// write (on either port): the namespace of function and DAG
+	// definitions. Writes get an unauthorized error. Default none.
+	Reserved string
+}
+
+// Functions serves function and DAG requests. Serve blocks for as long as
+// a call takes; it is called on goroutines of its own, never on an event
+// loop, and appends exactly one response frame for req to out.
+type Functions interface {
+	Serve(ctx context.Context, req *wire.Request, out []byte) []byte
 }
 
 // Cluster is what a storage node that belongs to a cluster consults and

@@ -151,6 +151,7 @@ type Store struct {
 	persist *persistence // nil without a disk
 	reader  DiskReader   // cfg.Disk, with a memory budget
 	running atomic.Bool  // Run is running
+	watch   watch        // watched keys' changes (watch.go)
 
 	// evictMu orders the flusher's evictions and stale-entry cleanup
 	// against the start and end of Each (eachActive). Lock order: eachMu,

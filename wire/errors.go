@@ -12,15 +12,16 @@ type Code uint8
 // Status codes.
 const (
 	CodeOK           Code = 0
-	CodeNotFound     Code = 1 // the key holds no value
-	CodeWrongOwner   Code = 2 // this node is not responsible for the key; the response carries the ring epoch
-	CodeTypeMismatch Code = 3 // the key holds a lattice of another type; nothing was changed
-	CodeTooLarge     Code = 4 // a frame, key or value exceeds a configured limit
-	CodeBadRequest   Code = 5 // malformed request, unknown operation, bad argument
-	CodeUnauthorized Code = 6 // the connection has not authenticated
-	CodeUnavailable  Code = 7 // the server cannot serve now (shutting down, overloaded, too many connections)
-	CodeTimeout      Code = 8 // the operation's deadline passed
-	CodeInternal     Code = 9 // a bug or an unexpected condition on the server
+	CodeNotFound     Code = 1  // the key holds no value
+	CodeWrongOwner   Code = 2  // this node is not responsible for the key; the response carries the ring epoch
+	CodeTypeMismatch Code = 3  // the key holds a lattice of another type; nothing was changed
+	CodeTooLarge     Code = 4  // a frame, key or value exceeds a configured limit
+	CodeBadRequest   Code = 5  // malformed request, unknown operation, bad argument
+	CodeUnauthorized Code = 6  // the connection has not authenticated
+	CodeUnavailable  Code = 7  // the server cannot serve now (shutting down, overloaded, too many connections)
+	CodeTimeout      Code = 8  // the operation's deadline passed
+	CodeInternal     Code = 9  // a bug or an unexpected condition on the server
+	CodeFunction     Code = 10 // a function failed: it returned an error, trapped or overran its deadline
 )
 
 // Sentinel errors, one per non-OK code, for errors.Is.
@@ -34,6 +35,7 @@ var (
 	ErrUnavailable  = errors.New("unavailable")
 	ErrTimeout      = errors.New("timeout")
 	ErrInternal     = errors.New("internal error")
+	ErrFunction     = errors.New("function failed")
 )
 
 var sentinels = [...]error{
@@ -46,6 +48,7 @@ var sentinels = [...]error{
 	CodeUnavailable:  ErrUnavailable,
 	CodeTimeout:      ErrTimeout,
 	CodeInternal:     ErrInternal,
+	CodeFunction:     ErrFunction,
 }
 
 // Sentinel returns the sentinel error for c, or nil for CodeOK and unknown

@@ -38,6 +38,16 @@ const (
 	OpCommand   Op = 41 // [command] → bin: the state after the command
 	OpHeartbeat Op = 42 // [member id] → nil
 	OpJoin      Op = 43 // [[router id, raft address]] → nil: add a routing node as a Raft voter
+
+	// Functions and DAGs (package executor): served by coordinators, and by
+	// `trellis up` on its native port.
+	OpFnRegister  Op = 48 // [name, module bytes] → nil: registers (or replaces) a WebAssembly function
+	OpFnList      Op = 49 // [] → items: the registered function names, then the native ones
+	OpFnCall      Op = 50 // [name, [arg...]] → bin: the function's result
+	OpDagRegister Op = 51 // [name, bin: DAG encoding] → nil
+	OpDagList     Op = 52 // [] → items: the registered DAG names
+	OpDagDelete   Op = 53 // [name] → int: 1 if the DAG existed
+	OpDagCall     Op = 54 // [name, bin: call encoding] → bin: the sink's result (nil when stored under a result key)
 )
 
 var opNames = [...]string{
@@ -47,6 +57,8 @@ var opNames = [...]string{
 	OpStats: "stats", OpReplicate: "replicate", OpGossip: "gossip", OpDigest: "digest",
 	OpBucket: "bucket", OpFetch: "fetch", OpHandoff: "handoff",
 	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat", OpJoin: "join",
+	OpFnRegister: "fnregister", OpFnList: "fnlist", OpFnCall: "fncall", OpDagRegister: "dagregister",
+	OpDagList: "daglist", OpDagDelete: "dagdelete", OpDagCall: "dagcall",
 }
 
 func (o Op) String() string {
@@ -72,6 +84,9 @@ func (o Op) IsWrite() bool {
 
 // MaxBuckets is the most anti-entropy buckets one OpBucket request names.
 const MaxBuckets = 1024
+
+// IsFunction reports whether o is a function or DAG operation.
+func (o Op) IsFunction() bool { return o >= OpFnRegister && o <= OpDagCall }
 
 // IsPeer reports whether o is an operation between storage nodes.
 func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpHandoff }
@@ -100,6 +115,8 @@ var layouts = [...]layout{
 	OpReplicate: layoutKeyValue, OpGossip: layoutKeysValues, OpDigest: layoutUints,
 	OpBucket: layoutUints, OpFetch: layoutKeys, OpHandoff: layoutKeysValues,
 	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints, OpJoin: layoutKeys,
+	OpFnRegister: layoutKeyValue, OpFnList: layoutNone, OpFnCall: layoutKeyMembers,
+	OpDagRegister: layoutKeyValue, OpDagList: layoutNone, OpDagDelete: layoutKey, OpDagCall: layoutKeyValue,
 }
 
 func (o Op) layout() layout {
@@ -142,11 +159,11 @@ type Request struct {
 	Op   Op
 	Opts Options
 
-	Key     []byte   // OpGet, OpPut, OpDelete, OpSet, OpSetAdd, OpSetRemove, OpCounterAdd
+	Key     []byte   // OpGet, OpPut, OpDelete, OpSet, OpSetAdd, OpSetRemove, OpCounterAdd; the name of OpFn* and OpDag*
 	Value   []byte   // OpPut (encoding), OpSet (bytes), OpPing (optional echo), OpHello (client name), OpCommand (command)
 	Keys    [][]byte // OpGetMany, OpPutMany, OpDeleteMany
 	Values  [][]byte // OpPutMany (encodings, parallel to Keys)
-	Members [][]byte // OpSetAdd, OpSetRemove
+	Members [][]byte // OpSetAdd, OpSetRemove; OpFnCall (arguments)
 	Int     int64    // OpCounterAdd (delta), OpHello (protocol version)
 	Uints   []uint64 // OpDigest (2), OpBucket (3 to 2+MaxBuckets), OpHeartbeat (1)
 }

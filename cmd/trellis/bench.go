@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +37,7 @@ Progress goes to stderr (only when it is a terminal), results to stdout;
 --json prints exactly one JSON object.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newBenchKVSCmd(), newBenchMemoryCmd(), newBenchRESPCmd(), newBenchClusterCmd())
+	cmd.AddCommand(newBenchKVSCmd(), newBenchMemoryCmd(), newBenchRESPCmd(), newBenchClusterCmd(), newBenchDAGCmd())
 	return cmd
 }
 
@@ -357,4 +358,53 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+func newBenchDAGCmd() *cobra.Command {
+	cfg := benchmarks.DAGConfig{Addr: benchmarks.DefaultAddr, Chain: 2, Runtime: "native", Concurrency: 1,
+		Duration: 10 * time.Second, Warmup: time.Second, Examples: "examples/functions"}
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "dag",
+		Short: "Call a chain DAG (increment, square) from concurrent callers; report calls/s and latency",
+		Long: `Register the DAG square(increment(x)) (--chain 2) or increment(x) (--chain 1)
+with the coordinator at --addr, of native functions (native/increment,
+native/square) or of the example WebAssembly functions (registered as
+increment and square; built from --examples when they are not), and call it
+from --concurrency callers, each with one call in flight, for --duration.
+Every result is checked.`,
+		Example: `  trellis bench dag --chain 2 --runtime native --concurrency 1 --duration 10s
+  taskset -c 0 trellis bench dag --runtime wasm --concurrency 50 --json`,
+		Args: noArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "native address of trellis up (its coordinator)")
+	f.IntVar(&cfg.Chain, "chain", cfg.Chain, "functions in the chain: 1 or 2")
+	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "native or wasm")
+	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "callers, one call in flight each")
+	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the measured run")
+	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "calls before the measured run")
+	f.StringVar(&cfg.Examples, "examples", cfg.Examples, "directory of the example functions (for --runtime wasm)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the summary")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := shutdownOnSignal(cmd.Context(), cmd.ErrOrStderr())
+		defer stop()
+		res, err := benchmarks.RunDAG(ctx, cfg)
+		if err != nil && ctx.Err() == nil {
+			return runtimeErr(err)
+		}
+		out := cmd.OutOrStdout()
+		if asJSON {
+			return runtimeErr(writeJSON(out, res))
+		}
+		fmt.Fprintf(out, "chain %d (%s), %d callers: %d calls in %.1f s, %d errors\n",
+			res.Chain, res.Runtime, res.Concurrency, res.Calls, res.Seconds, res.Errors)
+		if res.FirstError != "" {
+			fmt.Fprintf(out, "  first error: %s\n", res.FirstError)
+		}
+		fmt.Fprintf(out, "  %.0f calls/s   p50 %.1f µs   p90 %.1f µs   p99 %.1f µs   max %.1f µs   first call %.1f µs\n",
+			res.OpsPerSec, res.P50us, res.P90us, res.P99us, res.MaxUs, res.FirstCallUs)
+		return nil
+	}
+	return cmd
 }

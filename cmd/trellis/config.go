@@ -68,6 +68,8 @@ const (
 	cmdRoute = "route"
 	// cmdCluster is "trellis cluster" and its subcommands.
 	cmdCluster = "cluster"
+	// cmdFunctions is "trellis fn" and "trellis dag" and their subcommands.
+	cmdFunctions = "fn/dag"
 )
 
 // envPrefix starts the name of every environment variable Trellis reads.
@@ -98,10 +100,10 @@ type setting struct {
 // it. Defaults are the kvs package's, so a zero config and `trellis up` agree.
 var settings = []setting{
 	str(configKey, "", "Config file to read settings from: YAML, TOML or JSON, by extension (flag or environment only).",
-		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdCluster).fileForbidden(),
+		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdCluster, cmdFunctions).fileForbidden(),
 	str("addr", kvs.DefaultAddr,
-		`Native protocol address: where "up", "kvs" and "route" listen ("off" disables the listener; port 0 picks a free port) and where "cli" connects.`,
-		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute),
+		`Native protocol address: where "up", "kvs" and "route" listen ("off" disables the listener; port 0 picks a free port) and where "cli", "fn" and "dag" connect.`,
+		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdFunctions),
 	str("resp-addr", kvs.DefaultRESPAddr,
 		`Redis protocol (RESP) listen address ("off" disables it; port 0 picks a free port).`,
 		func(c *config) *string { return &c.RESPAddr }, listenerAddr, cmdUp, cmdKVS),
@@ -142,7 +144,7 @@ var settings = []setting{
 	str("log-format", "text", "Log format: text or json.",
 		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp, cmdKVS, cmdRoute),
 	dur("timeout", 10*time.Second, "Time limit of one command, connecting included.",
-		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI, cmdCluster),
+		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI, cmdCluster, cmdFunctions),
 	str("raft-addr", "127.0.0.1:7800", "Address the routing node's Raft traffic listens on (port 0 picks a free port).",
 		func(c *config) *string { return &c.RaftAddr }, listenerAddr, cmdRoute),
 	str("join", "", `Native address of a running routing node whose group this one joins ("": form a new group, or restart one from the data directory).`,

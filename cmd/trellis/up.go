@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/kvs"
 )
 
@@ -167,8 +168,15 @@ func runUp(ctx context.Context, cfg config, s streams) error {
 	if err != nil {
 		return err
 	}
+	fns, err := newFunctionRoles(ctx, store, cfg, log)
+	if err != nil {
+		return err
+	}
+	srvCfg.Functions = fns.coord
+	srvCfg.Reserved = executor.Reserved
 	srv, err := kvs.NewServer(store, srvCfg)
 	if err != nil {
+		_ = fns.rt.Close(ctx)
 		return err
 	}
 	var httpLn net.Listener
@@ -181,6 +189,7 @@ func runUp(ctx context.Context, cfg config, s streams) error {
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return fns.run(gctx) })
 	if httpLn != nil {
 		h := newHTTPHandler(func() bool { return ready.Load() && gctx.Err() == nil })
 		g.Go(func() error { return serveHTTP(gctx, httpLn, h) })

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// trellisCmd runs the trellis binary with args and returns stdout, stderr
+// and the exit status.
+func trellisCmd(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	requireBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, trellisBin, args...)
+	cmd.Env = cleanEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errorsAs(err, &ee) {
+		t.Fatalf("trellis %q: %v", args, err)
+	}
+	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+// TestFunctionsQuickStart is the README's quick start of functions, as a
+// newcomer runs it: build the example WebAssembly functions, register them,
+// register the chain DAG, call it, get 16.
+func TestFunctionsQuickStart(t *testing.T) {
+	n := startNode(t, "--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	defer n.stop(t)
+	dir := t.TempDir()
+	// A race-enabled node compiles a module in seconds, not milliseconds.
+	const timeout = "--timeout=2m"
+	ok := func(want string, args ...string) string {
+		t.Helper()
+		out, errOut, code := trellisCmd(t, append(args, timeout)...)
+		require.Equal(t, 0, code, "trellis %q: %s", args, errOut)
+		assert.Contains(t, out, want, "trellis %q", args)
+		return out
+	}
+	addr := "--addr=" + n.native
+	repo := filepath.Join("..", "..")
+	for _, f := range []string{"increment", "square"} {
+		wasm := filepath.Join(dir, f+".wasm")
+		ok("built", "fn", "build", filepath.Join(repo, "examples", "functions", f), "-o", wasm)
+		ok("registered "+f, "fn", "register", f, wasm, addr)
+	}
+	ok("registered chain", "dag", "register", "chain", "--fn", "increment", "--fn", "square", "--edge", "increment:square", addr)
+	assert.Equal(t, "16\n", ok("16", "dag", "call", "chain", "--arg", "3", addr))
+	assert.Equal(t, "144\n", ok("144", "fn", "call", "native/square", "--arg", "12", addr))
+	assert.Equal(t, "increment\nsquare\nnative/increment\nnative/square\n", ok("square", "fn", "list", addr))
+	assert.Equal(t, "chain\n", ok("chain", "dag", "list", addr))
+
+	// Typed errors, exit status 1.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dag", "call", "nosuch", addr}, "not found: DAG nosuch"},
+		{[]string{"dag", "register", "loop", "--fn", "increment", "--fn", "square", "--edge", "increment:square", "--edge", "square:increment", addr}, "cycle"},
+		{[]string{"dag", "register", "ghost", "--fn", "increment", "--fn", "ghost", "--edge", "increment:ghost", addr}, "function ghost does not exist"},
+		{[]string{"dag", "call", "chain", "--arg", "three", addr}, "function failed"},
+		{[]string{"fn", "register", "bad", filepath.Join(repo, "README.md"), addr}, "invalid WebAssembly module"},
+	} {
+		_, errOut, code := trellisCmd(t, c.args...)
+		assert.Equal(t, 1, code, "trellis %q", c.args)
+		assert.Contains(t, errOut, c.want, "trellis %q", c.args)
+	}
+
+	// The reserved namespace is closed to ordinary writes.
+	out, _ := cli(t, n.native, "", "set", "_trellis/dag/chain", "x")
+	assert.True(t, strings.Contains(out, "unauthorized"), out)
+
+	ok("deleted chain", "dag", "delete", "chain", addr)
+	assert.Empty(t, ok("", "dag", "list", addr))
+}
