@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/executor/wasm"
@@ -42,16 +44,12 @@ func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *sl
 	natives := executor.Builtins()
 	net := executor.NewLocalNetwork()
 	kv := kvs.Direct{Store: store}
+	wr := &wasmRuntime{rt: rt, mods: make(map[[32]byte]*wasm.Module)}
 	coord, err := executor.NewCoordinator(executor.CoordinatorConfig{
 		Addr: localCoordinator, ID: store.NodeID(), KV: kv, Network: net,
 		Validate: func(ctx context.Context, code []byte) error {
-			// A compile (the runtime's compilation cache keeps the result
-			// for the executor's first call).
-			m, err := rt.Compile(ctx, code)
-			if err != nil {
-				return err
-			}
-			return m.Close(ctx)
+			_, err := wr.Compile(ctx, code) // kept: the executor's first call uses it
+			return err
 		},
 		Natives: natives.Names(),
 		Logger:  log.With("role", "coordinator"),
@@ -61,7 +59,7 @@ func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *sl
 		return nil, err
 	}
 	exec, err := executor.New(executor.Config{
-		Addr: localExecutor, ID: store.NodeID(), KV: kv, Network: net, Natives: natives, Wasm: wasmRuntime{rt},
+		Addr: localExecutor, ID: store.NodeID(), KV: kv, Network: net, Natives: natives, Wasm: wr,
 		Coordinators: []string{localCoordinator}, Logger: log.With("role", "executor"),
 	})
 	if err != nil {
@@ -88,13 +86,34 @@ func (f *functionRoles) run(ctx context.Context) error {
 	return err
 }
 
-// wasmRuntime adapts a wasm.Runtime to executor.Runtime.
-type wasmRuntime struct{ rt *wasm.Runtime }
+// wasmRuntime adapts a wasm.Runtime to executor.Runtime, and compiles each
+// module once: the coordinator's check at registration and the executor's
+// first call share the compiled module (wazero keeps compiled code across a
+// close only in an on-disk cache). Modules live until the runtime closes.
+type wasmRuntime struct {
+	rt   *wasm.Runtime
+	mu   sync.Mutex
+	mods map[[32]byte]*wasm.Module
+}
 
-func (w wasmRuntime) Compile(ctx context.Context, code []byte) (executor.Module, error) {
-	m, err := w.rt.Compile(ctx, code)
-	if err != nil {
-		return nil, err
+func (w *wasmRuntime) Compile(ctx context.Context, code []byte) (executor.Module, error) {
+	h := sha256.Sum256(code)
+	w.mu.Lock()
+	m := w.mods[h]
+	w.mu.Unlock()
+	if m == nil {
+		var err error
+		if m, err = w.rt.Compile(ctx, code); err != nil {
+			return nil, err
+		}
+		w.mu.Lock()
+		if have := w.mods[h]; have != nil {
+			_ = m.Close(ctx) // compiled concurrently: keep one
+			m = have
+		} else {
+			w.mods[h] = m
+		}
+		w.mu.Unlock()
 	}
 	return wasmModule{m}, nil
 }
@@ -105,4 +124,6 @@ func (w wasmModule) Call(ctx context.Context, h executor.Host, args [][]byte) ([
 	return w.m.Call(ctx, h, args)
 }
 
-func (w wasmModule) Close(ctx context.Context) error { return w.m.Close(ctx) }
+// Close does nothing: the module stays compiled for later callers until the
+// runtime closes.
+func (w wasmModule) Close(context.Context) error { return nil }

@@ -87,7 +87,7 @@ func (c Config) withDefaults() Config {
 type Runtime struct {
 	cfg    Config
 	rt     wazero.Runtime
-	cache  wazero.CompilationCache // on disk with Config.CacheDir, else in memory
+	cache  wazero.CompilationCache // nil without Config.CacheDir
 	closed atomic.Bool
 }
 
@@ -102,18 +102,14 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(min(pages, math.MaxUint16+1)))
 	r := &Runtime{cfg: cfg}
-	// Without a directory the cache is in memory: a module compiled,
-	// closed and compiled again (a coordinator's check at registration,
-	// then the executor's first call) is compiled once.
-	r.cache = wazero.NewCompilationCache()
 	if cfg.CacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
 		}
 		r.cache = cache
+		rc = rc.WithCompilationCache(cache)
 	}
-	rc = rc.WithCompilationCache(r.cache)
 	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	if err := r.instantiateHost(ctx); err != nil {
 		return nil, errors.Join(err, r.Close(ctx))
