@@ -23,6 +23,21 @@ type Transport interface {
 	Call(ctx context.Context, to string, req *wire.Request) (*wire.Response, error)
 }
 
+// AsyncTransport is a Transport that can also start a call without
+// waiting for it (TCPTransport). A node replicates its writes with Start
+// when its transport has it: from the writing goroutine, with no goroutine
+// per replica.
+type AsyncTransport interface {
+	Transport
+	// Start sends req to the node at to and returns. It calls done once,
+	// with the response (which may carry a server error) or a transport
+	// error, possibly before it returns, else from a goroutine of the
+	// transport's, which done must not block. It fails the call if no
+	// response came within timeout. Start does not keep req, and the
+	// response is valid until done returns.
+	Start(to string, req *wire.Request, timeout time.Duration, done func(*wire.Response, error))
+}
+
 // Config configures a Node. Store, Transport and ID are required; every
 // other field's zero value means its default.
 type Config struct {
@@ -389,15 +404,9 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (use
 	epoch := v.state.Epoch
 	for _, p := range peers {
 		counts := containsMember(counted, p.ID)
-		n.bg.Add(1)
-		go func() {
-			defer n.bg.Done()
-			err := n.replicateTo(p, key, cell, ack, epoch)
-			if err != nil {
-				n.enqueue(key)
-			}
+		n.replicateTo(p, key, cell, ack, epoch, func(err error) {
 			results <- result{ok: err == nil && counts, newer: newerEpoch(err, epoch), err: err}
-		}()
+		})
 	}
 	acked := 0
 	var last error // the last refusal, for the error message
@@ -470,16 +479,33 @@ func (n *Node) refreshSoon() {
 	}()
 }
 
-// replicateTo sends one REPLICATE call.
-func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack, epoch uint64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
-	defer cancel()
+// replicateTo sends one REPLICATE call, bounded by ReplicaTimeout, and
+// reports its outcome to done, once, possibly before it returns; a call that
+// failed has queued the key for gossip by then. The call runs on its own
+// goroutine unless the transport can start it (AsyncTransport); Wait waits
+// for it either way.
+func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack, epoch uint64, done func(error)) {
 	req := wire.Request{Op: wire.OpReplicate, Key: key, Value: cell, Opts: wire.Options{Ack: ack, Epoch: epoch}}
-	resp, err := n.cfg.Transport.Call(ctx, p.Addr, &req)
-	if err != nil {
-		return err
+	n.bg.Add(1)
+	finish := func(resp *wire.Response, err error) {
+		defer n.bg.Done()
+		if err == nil {
+			err = resp.Err()
+		}
+		if err != nil {
+			n.enqueue(key)
+		}
+		done(err)
 	}
-	return resp.Err()
+	if at, ok := n.cfg.Transport.(AsyncTransport); ok {
+		at.Start(p.Addr, &req, n.cfg.ReplicaTimeout, finish)
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
+		defer cancel()
+		finish(n.cfg.Transport.Call(ctx, p.Addr, &req))
+	}()
 }
 
 // waitDurable waits until the store has synced every write made so far.

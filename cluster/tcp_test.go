@@ -1,0 +1,305 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisdb/trellis/client"
+	"github.com/trellisdb/trellis/cluster"
+	"github.com/trellisdb/trellis/wire"
+)
+
+// fakePeer speaks the native protocol on loopback: answer decides each
+// request's response frame (nil: no answer; the connection stays open).
+type fakePeer struct {
+	ln      net.Listener
+	answer  func(req *wire.Request) []byte
+	accepts atomic.Int32
+
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newFakePeer(t *testing.T, answer func(req *wire.Request) []byte) *fakePeer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &fakePeer{ln: ln, answer: answer}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *fakePeer) addr() string { return p.ln.Addr().String() }
+
+func (p *fakePeer) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.accepts.Add(1)
+		p.mu.Lock()
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go p.serve(c)
+	}
+}
+
+func (p *fakePeer) serve(c net.Conn) {
+	defer p.wg.Done()
+	var buf []byte
+	chunk := make([]byte, 4096)
+	for {
+		n, err := c.Read(chunk)
+		if err != nil {
+			return
+		}
+		buf = append(buf, chunk[:n]...)
+		for {
+			body, size, err := wire.SplitFrame(buf, wire.Limits{})
+			if err != nil {
+				break
+			}
+			var req wire.Request
+			if req.Decode(body, wire.Limits{}) == nil {
+				if out := p.answer(&req); out != nil {
+					if _, err := c.Write(out); err != nil {
+						return
+					}
+				}
+			}
+			buf = buf[size:]
+		}
+	}
+}
+
+// dropConns closes the connections accepted so far.
+func (p *fakePeer) dropConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *fakePeer) close() {
+	p.ln.Close()
+	p.dropConns()
+	p.wg.Wait()
+}
+
+// answerAll answers HELLO and PING with nil, every other request with the
+// integer 1.
+func answerAll(req *wire.Request) []byte {
+	if req.Op == wire.OpHello || req.Op == wire.OpPing {
+		return wire.AppendNilResult(nil, req.ID)
+	}
+	return wire.AppendIntResult(nil, req.ID, 1)
+}
+
+// outcome is what a Start callback received.
+type outcome struct {
+	code wire.Code
+	err  error
+}
+
+// start calls tr.Start and returns a channel that receives its outcome.
+func start(tr *cluster.TCPTransport, addr string, req *wire.Request, timeout time.Duration) <-chan outcome {
+	ch := make(chan outcome, 2) // 2: a second call of done would show
+	tr.Start(addr, req, timeout, func(r *wire.Response, err error) {
+		if err != nil {
+			ch <- outcome{err: err}
+			return
+		}
+		ch <- outcome{code: r.Code}
+	})
+	return ch
+}
+
+// await returns the outcome on ch, failing the test if none comes in time.
+func await(t *testing.T, ch <-chan outcome) outcome {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(10 * time.Second):
+		t.Fatal("no outcome")
+		return outcome{}
+	}
+}
+
+func TestTCPTransportStartPipelines(t *testing.T) {
+	peer := newFakePeer(t, answerAll)
+	tr := cluster.NewTCPTransport(client.Options{Name: "test"})
+	defer tr.Close()
+
+	const callers, calls = 8, 200
+	var wg sync.WaitGroup
+	var done atomic.Int32
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				req := wire.Request{Op: wire.OpReplicate, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("cell")}
+				o := await(t, start(tr, peer.addr(), &req, 5*time.Second))
+				if o.err != nil || o.code != wire.CodeOK {
+					t.Errorf("call %d: %+v", i, o)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	require.EqualValues(t, callers*calls, done.Load())
+	require.EqualValues(t, 1, peer.accepts.Load(), "every call on one stream")
+}
+
+func TestTCPTransportStartServerError(t *testing.T) {
+	peer := newFakePeer(t, func(req *wire.Request) []byte {
+		if req.Op == wire.OpReplicate {
+			return wire.AppendError(nil, req.ID, &wire.Error{Code: wire.CodeWrongOwner, Msg: "newer", Epoch: 9})
+		}
+		return answerAll(req)
+	})
+	tr := cluster.NewTCPTransport(client.Options{})
+	defer tr.Close()
+	o := await(t, start(tr, peer.addr(), &wire.Request{Op: wire.OpReplicate, Key: []byte("k")}, 5*time.Second))
+	require.NoError(t, o.err)
+	require.Equal(t, wire.CodeWrongOwner, o.code, "a server error is a response, not a transport error")
+}
+
+func TestTCPTransportStartTimesOut(t *testing.T) {
+	silent := atomic.Bool{}
+	silent.Store(true)
+	peer := newFakePeer(t, func(req *wire.Request) []byte {
+		if req.Op == wire.OpReplicate && silent.Load() {
+			return nil
+		}
+		return answerAll(req)
+	})
+	tr := cluster.NewTCPTransport(client.Options{})
+	defer tr.Close()
+	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
+	began := time.Now()
+	o := await(t, start(tr, peer.addr(), &req, 100*time.Millisecond))
+	require.ErrorIs(t, o.err, wire.ErrTimeout)
+	require.GreaterOrEqual(t, time.Since(began), 100*time.Millisecond)
+
+	// The stream that timed out is gone: the next call dials a new one.
+	silent.Store(false)
+	o = await(t, start(tr, peer.addr(), &req, 5*time.Second))
+	require.NoError(t, o.err)
+	require.EqualValues(t, 2, peer.accepts.Load())
+}
+
+func TestTCPTransportStartSurvivesIdleDeadline(t *testing.T) {
+	peer := newFakePeer(t, answerAll)
+	tr := cluster.NewTCPTransport(client.Options{})
+	defer tr.Close()
+	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
+	const timeout = 50 * time.Millisecond
+	for range 3 {
+		o := await(t, start(tr, peer.addr(), &req, timeout))
+		require.NoError(t, o.err)
+		// Idle past the deadline armed by the call that answered: the
+		// stream clears it rather than failing.
+		time.Sleep(2 * timeout)
+	}
+	require.EqualValues(t, 1, peer.accepts.Load(), "an idle stream is kept")
+}
+
+func TestTCPTransportStartConnectionLost(t *testing.T) {
+	silent := atomic.Bool{}
+	peer := newFakePeer(t, func(req *wire.Request) []byte {
+		if req.Op == wire.OpReplicate && silent.Load() {
+			return nil
+		}
+		return answerAll(req)
+	})
+	tr := cluster.NewTCPTransport(client.Options{})
+	defer tr.Close()
+	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
+	require.NoError(t, await(t, start(tr, peer.addr(), &req, 5*time.Second)).err)
+
+	silent.Store(true)
+	pending := start(tr, peer.addr(), &req, time.Minute)
+	peer.dropConns()
+	require.ErrorIs(t, await(t, pending).err, client.ErrConnLost)
+
+	// The lost stream has left the transport: the next call dials anew.
+	silent.Store(false)
+	require.NoError(t, await(t, start(tr, peer.addr(), &req, 5*time.Second)).err)
+	require.EqualValues(t, 2, peer.accepts.Load())
+}
+
+func TestTCPTransportStartUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	tr := cluster.NewTCPTransport(client.Options{})
+	defer tr.Close()
+	o := await(t, start(tr, addr, &wire.Request{Op: wire.OpReplicate, Key: []byte("k")}, 5*time.Second))
+	require.ErrorIs(t, o.err, wire.ErrUnavailable)
+}
+
+func TestTCPTransportCloseFailsCalls(t *testing.T) {
+	peer := newFakePeer(t, func(req *wire.Request) []byte {
+		if req.Op == wire.OpReplicate {
+			return nil
+		}
+		return answerAll(req)
+	})
+	tr := cluster.NewTCPTransport(client.Options{})
+	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
+	pending := start(tr, peer.addr(), &req, time.Minute)
+	require.NoError(t, tr.Close())
+	require.ErrorIs(t, await(t, pending).err, client.ErrClosed)
+	require.ErrorIs(t, await(t, start(tr, peer.addr(), &req, time.Minute)).err, client.ErrClosed)
+	_, err := tr.Call(context.Background(), peer.addr(), &req)
+	require.True(t, errors.Is(err, client.ErrClosed))
+}
+
+// TestQuorumWriteOverTCP writes with a quorum acknowledgement through real
+// servers and transports: the write is acknowledged, and the replicas that
+// acknowledged hold it at once.
+func TestQuorumWriteOverTCP(t *testing.T) {
+	nodes := startTCPCluster(t, 3)
+	ctx := context.Background()
+	c, err := client.Dial(ctx, nodes[0].srv.Addr(), client.Options{Conns: 1})
+	require.NoError(t, err)
+	defer c.Close()
+	quorum := c.WithAck(client.AckQuorum)
+	for i := range 100 {
+		key := fmt.Sprintf("key:%d", i)
+		require.NoError(t, quorum.Set(ctx, key, []byte(key)))
+		held := 0
+		for _, n := range nodes {
+			if _, ok := n.store.Cell([]byte(key), nil); ok {
+				held++
+			}
+		}
+		require.GreaterOrEqual(t, held, 2, "key %s", key)
+	}
+	for _, n := range nodes {
+		n.node.Wait()
+	}
+	for _, n := range nodes {
+		require.Equal(t, 100, n.store.Len(), "node %d holds every key once the calls in flight are done", n.id)
+	}
+}
