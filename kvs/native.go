@@ -170,7 +170,13 @@ func (h *nativeHandler) serveFunction(c gnet.Conn, st *nativeConn, req *wire.Req
 		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeBadRequest,
 			"operation %s is not served here: this node runs no coordinator", req.Op)), nil
 	}
-	frame := req.AppendFrame(nil) // the request aliases the read buffer: take a copy
+	return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return fns.Serve(ctx, r, nil) })
+}
+
+// runAside runs serve on a goroutine of its own, with a copy of req (which
+// aliases the read buffer), and returns the reply that its result completes.
+func (h *nativeHandler) runAside(c gnet.Conn, st *nativeConn, req *wire.Request, serve func(ctx context.Context, r *wire.Request) []byte) *reply {
+	frame := req.AppendFrame(nil)
 	p := &reply{}
 	h.srv.goAsync(func(ctx context.Context) {
 		var r wire.Request
@@ -179,9 +185,9 @@ func (h *nativeHandler) serveFunction(c gnet.Conn, st *nativeConn, req *wire.Req
 			complete(c, &st.replyQueue, p, wire.AppendError(nil, r.ID, err))
 			return
 		}
-		complete(c, &st.replyQueue, p, fns.Serve(ctx, &r, nil))
+		complete(c, &st.replyQueue, p, serve(ctx, &r))
 	})
-	return out, p
+	return p
 }
 
 // checkReserved refuses a client's write of a key in the reserved
@@ -231,19 +237,8 @@ func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster,
 		if cl.Inline(req) {
 			return cl.Serve(h.srv.asyncCtx, "", req, out), nil
 		}
-		frame := req.AppendFrame(nil) // the request aliases the read buffer: take a copy
 		from := c.RemoteAddr().String()
-		p := &reply{}
-		h.srv.goAsync(func(ctx context.Context) {
-			var r wire.Request
-			body, _, _ := wire.SplitFrame(frame, wire.Limits{})
-			if err := r.Decode(body, wire.Limits{}); err != nil {
-				complete(c, &st.replyQueue, p, wire.AppendError(nil, r.ID, err))
-				return
-			}
-			complete(c, &st.replyQueue, p, cl.Serve(ctx, from, &r, nil))
-		})
-		return out, p
+		return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
 	}
 	return h.exec(req, out), nil
 }

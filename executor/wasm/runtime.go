@@ -12,20 +12,15 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/fn/abi"
 )
 
-// Host is what a running function may ask of the executor. Implementations
-// are safe for concurrent use. The ctx passed to each method is the one given
-// to Module.Call; slices passed in are the callee's to keep, and slices
-// returned must not be modified afterwards.
-type Host interface {
-	Get(ctx context.Context, key []byte) (value []byte, ok bool, err error)
-	Put(ctx context.Context, key, value []byte) error
-	Send(ctx context.Context, to string, msg []byte) error
-	Recv(ctx context.Context) ([]byte, error)
-	Log(msg string)
-}
+// Host is what a running function may ask of the executor (declared in
+// package executor, which drives this runtime). The ctx passed to each
+// method is the one given to Module.Call; slices passed in are the callee's
+// to keep, and slices returned must not be modified afterwards.
+type Host = executor.Host
 
 // Config configures a Runtime. The zero value means the defaults.
 type Config struct {
