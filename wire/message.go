@@ -48,6 +48,21 @@ const (
 	OpDagList     Op = 52 // [] → items: the registered DAG names
 	OpDagDelete   Op = 53 // [name] → int: 1 if the DAG existed
 	OpDagCall     Op = 54 // [name, bin: call encoding] → bin: the sink's result (nil when stored under a result key)
+
+	// Between coordinators and executors (separate processes). The name is
+	// the receiver's address (one process may host several roles); the
+	// value is the message's encoding (package executor). Each answers
+	// nil once the receiver accepted the message, not once it acted on it.
+	OpExTrigger Op = 55 // [receiver, bin: trigger] → nil: run one function of a call
+	OpExResult  Op = 56 // [receiver, bin: result] → nil: a call's outcome, to its coordinator
+	OpExMessage Op = 57 // [receiver, bin: message] → nil: from one function of a call to another
+	OpExReport  Op = 58 // [receiver, bin: report] → nil: an executor's load and cached keys
+
+	// Watching keys (an executor's cache keeping the keys it holds fresh).
+	// A connection's watches end with it.
+	OpWatch   Op = 59 // [[key...]] → nil: record writes of these keys for this connection
+	OpUnwatch Op = 60 // [[key...]] → nil: stop recording them
+	OpChanged Op = 61 // [] → items: the watched keys written since the last OpChanged of this connection
 )
 
 var opNames = [...]string{
@@ -59,6 +74,8 @@ var opNames = [...]string{
 	OpRing: "ring", OpCommand: "command", OpHeartbeat: "heartbeat", OpJoin: "join",
 	OpFnRegister: "fnregister", OpFnList: "fnlist", OpFnCall: "fncall", OpDagRegister: "dagregister",
 	OpDagList: "daglist", OpDagDelete: "dagdelete", OpDagCall: "dagcall",
+	OpExTrigger: "extrigger", OpExResult: "exresult", OpExMessage: "exmessage", OpExReport: "exreport",
+	OpWatch: "watch", OpUnwatch: "unwatch", OpChanged: "changed",
 }
 
 func (o Op) String() string {
@@ -87,6 +104,13 @@ const MaxBuckets = 1024
 
 // IsFunction reports whether o is a function or DAG operation.
 func (o Op) IsFunction() bool { return o >= OpFnRegister && o <= OpDagCall }
+
+// IsExec reports whether o is a message between coordinators and
+// executors.
+func (o Op) IsExec() bool { return o >= OpExTrigger && o <= OpExReport }
+
+// IsWatch reports whether o is a watch operation.
+func (o Op) IsWatch() bool { return o >= OpWatch && o <= OpChanged }
 
 // IsPeer reports whether o is an operation between storage nodes.
 func (o Op) IsPeer() bool { return o >= OpReplicate && o <= OpHandoff }
@@ -117,6 +141,8 @@ var layouts = [...]layout{
 	OpRing: layoutNone, OpCommand: layoutNone, OpHeartbeat: layoutUints, OpJoin: layoutKeys,
 	OpFnRegister: layoutKeyValue, OpFnList: layoutNone, OpFnCall: layoutKeyMembers,
 	OpDagRegister: layoutKeyValue, OpDagList: layoutNone, OpDagDelete: layoutKey, OpDagCall: layoutKeyValue,
+	OpExTrigger: layoutKeyValue, OpExResult: layoutKeyValue, OpExMessage: layoutKeyValue, OpExReport: layoutKeyValue,
+	OpWatch: layoutKeys, OpUnwatch: layoutKeys, OpChanged: layoutNone,
 }
 
 func (o Op) layout() layout {
@@ -143,12 +169,17 @@ const (
 const (
 	optEpoch = 1
 	optAck   = 2
+	optToken = 3
 )
 
 // Options are per-request settings carried in the opts map.
 type Options struct {
 	Epoch uint64 // ring epoch the client routed with; 0 = unknown
 	Ack   Ack
+	// Token, on HELLO, is the cluster's system token: a connection that
+	// presents the one the server was given may write the reserved
+	// namespace (the definitions a coordinator keeps). Aliases the frame.
+	Token []byte
 }
 
 // Request is a decoded request. Slices alias the frame it was decoded from.
@@ -230,6 +261,8 @@ func (o *Options) decode(rd *pack.Reader) error {
 				return fmt.Errorf("%w: unknown ack level %d", ErrBadRequest, a)
 			}
 			o.Ack = Ack(a)
+		case optToken:
+			o.Token, err = rd.Bytes()
 		default:
 			err = rd.Skip()
 		}
@@ -410,12 +443,18 @@ func AppendRequestHeader(b []byte, id uint64, op Op, opts Options, nargs int) []
 	if opts.Ack != AckDefault {
 		n++
 	}
+	if opts.Token != nil {
+		n++
+	}
 	b = pack.AppendMapHeader(b, n)
 	if opts.Epoch != 0 {
 		b = pack.AppendUint(pack.AppendUint(b, optEpoch), opts.Epoch)
 	}
 	if opts.Ack != AckDefault {
 		b = pack.AppendUint(pack.AppendUint(b, optAck), uint64(opts.Ack))
+	}
+	if opts.Token != nil {
+		b = pack.AppendBytes(pack.AppendUint(b, optToken), opts.Token)
 	}
 	return b
 }

@@ -19,6 +19,7 @@ var knownOps = []wire.Op{
 	wire.OpPutMany, wire.OpSet, wire.OpSetAdd, wire.OpSetRemove, wire.OpCounterAdd,
 	wire.OpDeleteMany, wire.OpStats, wire.OpReplicate, wire.OpGossip, wire.OpDigest,
 	wire.OpBucket, wire.OpFetch, wire.OpHandoff, wire.OpJoin, wire.OpRing, wire.OpCommand, wire.OpHeartbeat,
+	wire.OpExTrigger, wire.OpExResult, wire.OpExMessage, wire.OpExReport, wire.OpWatch, wire.OpUnwatch, wire.OpChanged,
 }
 
 func genBytes() *rapid.Generator[[]byte] { return rapid.SliceOfN(rapid.Byte(), 0, 40) }
@@ -33,18 +34,21 @@ func genRequest(t *rapid.T) wire.Request {
 			Ack:   wire.Ack(rapid.IntRange(0, 3).Draw(t, "ack")),
 		},
 	}
+	if rapid.Bool().Draw(t, "has token") {
+		r.Opts.Token = []byte(rapid.StringN(1, 20, 20).Draw(t, "token"))
+	}
 	key := genBytes().Draw(t, "key")
 	switch r.Op {
 	case wire.OpGet, wire.OpDelete:
 		r.Key = key
-	case wire.OpPut, wire.OpSet, wire.OpReplicate:
+	case wire.OpPut, wire.OpSet, wire.OpReplicate, wire.OpExTrigger, wire.OpExResult, wire.OpExMessage, wire.OpExReport:
 		r.Key, r.Value = key, genBytes().Draw(t, "value")
 	case wire.OpDigest:
 		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits")}
 	case wire.OpBucket:
 		r.Uints = []uint64{rapid.Uint64().Draw(t, "id"), rapid.Uint64().Draw(t, "bits")}
 		r.Uints = append(r.Uints, rapid.SliceOfN(rapid.Uint64(), 1, 40).Draw(t, "buckets")...)
-	case wire.OpGetMany, wire.OpDeleteMany, wire.OpFetch, wire.OpJoin:
+	case wire.OpGetMany, wire.OpDeleteMany, wire.OpFetch, wire.OpJoin, wire.OpWatch, wire.OpUnwatch:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
 	case wire.OpPutMany, wire.OpGossip, wire.OpHandoff:
 		r.Keys = rapid.SliceOfN(genBytes(), 0, 20).Draw(t, "keys")
@@ -55,7 +59,7 @@ func genRequest(t *rapid.T) wire.Request {
 		r.Key, r.Int = key, rapid.Int64().Draw(t, "delta")
 	case wire.OpHello:
 		r.Int, r.Value = rapid.Int64Min(0).Draw(t, "version"), []byte(rapid.StringN(0, 20, 20).Draw(t, "client"))
-	case wire.OpPing, wire.OpRing:
+	case wire.OpPing, wire.OpRing, wire.OpChanged:
 		if rapid.Bool().Draw(t, "echo") {
 			r.Value = key
 		}
@@ -92,7 +96,9 @@ func TestRequestRoundTrip(t *testing.T) {
 		require.NoError(t, got.Decode(body, wire.Limits{}))
 		require.Equal(t, r.ID, got.ID)
 		require.Equal(t, r.Op, got.Op)
-		require.Equal(t, r.Opts, got.Opts)
+		require.Equal(t, r.Opts.Epoch, got.Opts.Epoch)
+		require.Equal(t, r.Opts.Ack, got.Opts.Ack)
+		require.True(t, equalBytes(r.Opts.Token, got.Opts.Token))
 		require.True(t, equalBytes(r.Key, got.Key))
 		require.True(t, equalBytes(r.Value, got.Value), "value %q vs %q", r.Value, got.Value)
 		require.True(t, equalLists(r.Keys, got.Keys))
