@@ -22,6 +22,12 @@ type Options struct {
 	Conns int
 	// Name identifies the client to the server (HELLO). Default "trellis-go".
 	Name string
+	// Token is presented on every connection's HELLO (wire.Options.Token):
+	// the cluster's system token, which lets the cluster's own roles write
+	// the reserved namespace of function and DAG definitions. A server
+	// whose system token differs (or that has none) refuses it: Dial fails
+	// with ErrUnauthorized. Default none: an ordinary client.
+	Token string
 	// MaxFrame bounds a response frame's body. Default 16 MiB.
 	MaxFrame int
 	// WriteTimeout bounds one write to a connection when the call's context
@@ -144,6 +150,9 @@ func (c *Client) connect(ctx context.Context) (*conn, ServerInfo, error) {
 	}
 	cn := newConn(nc, wire.Limits{MaxFrame: c.opts.MaxFrame}, c.opts.WriteTimeout)
 	req := wire.Request{Op: wire.OpHello, Int: ProtocolVersion, Value: []byte(c.opts.Name)}
+	if c.opts.Token != "" {
+		req.Opts.Token = []byte(c.opts.Token)
+	}
 	cl, err := c.roundTrip(ctx, cn, &req)
 	if err != nil {
 		cn.close()

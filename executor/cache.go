@@ -27,6 +27,11 @@ type Cache struct {
 	lru     list.List                // front: most recently used
 	size    int64
 
+	// recheck holds keys cached since the last Refresh: a write that
+	// landed between their fetch and the start of their watch would go
+	// unreported, so Refresh reads each of them once more.
+	recheck map[string]struct{}
+
 	fetches      singleflight.Group
 	hits, misses atomic.Uint64
 }
@@ -120,6 +125,10 @@ func (c *Cache) merge(key string, enc []byte) []byte {
 	c.entries[key] = c.lru.PushFront(e)
 	if c.watcher != nil {
 		c.watcher.Watch([]byte(key))
+		if c.recheck == nil {
+			c.recheck = make(map[string]struct{})
+		}
+		c.recheck[key] = struct{}{}
 	}
 	c.size += e.cost()
 	c.evictLocked()
@@ -136,6 +145,7 @@ func (c *Cache) evictLocked() {
 		if c.watcher != nil {
 			c.watcher.Unwatch([]byte(e.key))
 		}
+		delete(c.recheck, e.key)
 	}
 }
 
@@ -158,13 +168,26 @@ func mergeEncodings(a, b []byte) (_ []byte, ok bool) {
 	return lattice.Encode(la), true
 }
 
-// Refresh reads again the keys the KV reports changed and merges their
-// values in. It returns how many it refreshed.
+// Refresh reads again the keys the KV reports changed, and those cached
+// since the last Refresh, and merges their values in. It returns how many
+// it read.
 func (c *Cache) Refresh(ctx context.Context) int {
 	if c.watcher == nil {
 		return 0
 	}
+	c.mu.Lock()
+	recheck := c.recheck
+	c.recheck = nil
+	c.mu.Unlock()
+	// The watcher first: a remote one registers new watches here, before
+	// the reads below.
 	keys := c.watcher.TakeChanged(nil)
+	for _, k := range keys {
+		delete(recheck, k)
+	}
+	for k := range recheck {
+		keys = append(keys, k)
+	}
 	for _, k := range keys {
 		enc, err := c.kv.Get(ctx, []byte(k))
 		if err != nil {
@@ -192,6 +215,7 @@ func (c *Cache) drop(key string) {
 	if c.watcher != nil {
 		c.watcher.Unwatch([]byte(key))
 	}
+	delete(c.recheck, key)
 }
 
 // Keys returns up to max of the cached keys, most recently used first: the

@@ -97,11 +97,14 @@ type Coordinator struct {
 	clock  *lattice.Clock
 	nextID atomic.Uint64
 
-	mu      sync.Mutex
-	execs   map[string]*execState
-	pending map[uint64]*pendingCall
-	dags    map[string]dagEntry
-	rnd     *rand.Rand // guarded by mu
+	mu    sync.Mutex
+	execs map[string]*execState
+	// reported is closed (and replaced) when an executor reports for the
+	// first time: calls waiting for an executor try again.
+	reported chan struct{}
+	pending  map[uint64]*pendingCall
+	dags     map[string]dagEntry
+	rnd      *rand.Rand // guarded by mu
 
 	calls, retries atomic.Uint64
 }
@@ -137,12 +140,13 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Coordinator{
-		cfg:     cfg,
-		clock:   lattice.NewClock(func() int64 { return cfg.Now().UnixMilli() }),
-		execs:   make(map[string]*execState),
-		pending: make(map[uint64]*pendingCall),
-		dags:    make(map[string]dagEntry),
-		rnd:     cfg.Rand,
+		cfg:      cfg,
+		clock:    lattice.NewClock(func() int64 { return cfg.Now().UnixMilli() }),
+		execs:    make(map[string]*execState),
+		reported: make(chan struct{}),
+		pending:  make(map[uint64]*pendingCall),
+		dags:     make(map[string]dagEntry),
+		rnd:      cfg.Rand,
 	}
 	c.nextID.Store(cfg.Rand.Uint64() >> 16) // ids of two coordinators' calls rarely meet
 	return c, nil
@@ -187,7 +191,12 @@ func (c *Coordinator) expire() {
 func (c *Coordinator) Report(r *Report) {
 	v := newExecView(r)
 	c.mu.Lock()
+	_, known := c.execs[r.Addr]
 	c.execs[r.Addr] = &execState{view: v, seen: c.cfg.Now()}
+	if !known {
+		close(c.reported)
+		c.reported = make(chan struct{})
+	}
 	c.mu.Unlock()
 }
 
@@ -473,14 +482,7 @@ func (c *Coordinator) checkCall(d *DAG, call *Call) error {
 // outcome.
 func (c *Coordinator) attempt(ctx context.Context, d *DAG, call *Call, refs map[string][]string,
 	exclude map[string]bool, attempt uint32, deadline time.Time) (res []byte, failed string, err error) {
-	c.mu.Lock()
-	views := make([]*execView, 0, len(c.execs))
-	for _, s := range c.execs {
-		views = append(views, s.view)
-	}
-	slices.SortFunc(views, func(a, b *execView) int { return compareStrings(a.addr, b.addr) })
-	sched, err := place(d, refs, views, exclude, c.rnd, c.cfg.Placement)
-	c.mu.Unlock()
+	sched, err := c.schedule(ctx, d, refs, exclude)
 	if err != nil {
 		return nil, "", err
 	}
@@ -514,6 +516,32 @@ func (c *Coordinator) attempt(ctx context.Context, d *DAG, call *Call, refs map[
 		return r.Value, "", r.Err()
 	case <-ctx.Done():
 		return nil, "", fmt.Errorf("%w: call of %s: %w", wire.ErrTimeout, d.Name, ctx.Err())
+	}
+}
+
+// schedule places d's functions. When no executor can run one of them (none
+// reported yet, or the ones that could failed), it waits for an executor
+// to report, until ctx ends: a coordinator that just started, or whose
+// executors are being replaced, delays calls rather than failing them.
+func (c *Coordinator) schedule(ctx context.Context, d *DAG, refs map[string][]string, exclude map[string]bool) (map[string]string, error) {
+	for {
+		c.mu.Lock()
+		views := make([]*execView, 0, len(c.execs))
+		for _, s := range c.execs {
+			views = append(views, s.view)
+		}
+		slices.SortFunc(views, func(a, b *execView) int { return compareStrings(a.addr, b.addr) })
+		sched, err := place(d, refs, views, exclude, c.rnd, c.cfg.Placement)
+		reported := c.reported
+		c.mu.Unlock()
+		if !errors.Is(err, errNoExecutor) {
+			return sched, err
+		}
+		select {
+		case <-reported:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waited until the call's deadline)", err)
+		}
 	}
 }
 

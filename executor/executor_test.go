@@ -100,7 +100,7 @@ func TestChainOfNativeFunctions(t *testing.T) {
 	assert.Equal(t, []string{"chain"}, names)
 	fns, err := w.coord.Functions(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"native/increment", "native/square"}, fns)
+	assert.Equal(t, []string{"native/increment", "native/sleep", "native/square"}, fns)
 
 	existed, err := w.coord.DeleteDAG(ctx, "chain")
 	require.NoError(t, err)

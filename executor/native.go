@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // NativeFunc is a native Go function: it gets the call's host services and
@@ -61,7 +62,9 @@ func (r *Registry) Names() []string {
 
 // Builtins returns a registry with the functions `trellis up` offers for
 // trying and benchmarking: increment (x → x+1) and square (x → x*x), on
-// decimal integers, the native twins of examples/functions.
+// decimal integers, the native twins of examples/functions; and sleep
+// (x → x after x milliseconds, at most MaxSleep), for trying deadlines and
+// executor failures.
 func Builtins() *Registry {
 	r := NewRegistry()
 	_ = r.Register("increment", func(_ *Ctx, args [][]byte) ([]byte, error) {
@@ -78,8 +81,29 @@ func Builtins() *Registry {
 		}
 		return strconv.AppendInt(nil, x*x, 10), nil
 	})
+	_ = r.Register("sleep", func(c *Ctx, args [][]byte) ([]byte, error) {
+		ms, err := intArg(args)
+		if err != nil {
+			return nil, err
+		}
+		if ms < 0 || ms > MaxSleep.Milliseconds() {
+			return nil, fmt.Errorf("sleep: want 0 to %d milliseconds, got %d", MaxSleep.Milliseconds(), ms)
+		}
+		c.Log(fmt.Sprintf("sleeping %d ms", ms))
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return args[0], nil
+		case <-c.Context().Done():
+			return nil, c.Context().Err()
+		}
+	})
 	return r
 }
+
+// MaxSleep bounds the builtin sleep.
+const MaxSleep = time.Minute
 
 func intArg(args [][]byte) (int64, error) {
 	if len(args) == 0 {

@@ -11,7 +11,35 @@ import (
 // context-taking methods of executor.KV, without a network hop. It writes
 // the reserved namespace, which the node's ports refuse to clients. The
 // contexts are ignored: the store never blocks on the network.
-type Direct struct{ Store *Store }
+//
+// A Direct is also an executor.Watcher: Watch, Unwatch and TakeChanged go
+// to its subscription to the store's writes. NewDirect gives it one of its
+// own; a Direct built as a literal (Direct{Store: s}) shares the store's
+// single shared one with every other such literal, so two caches over
+// literals take each other's changes.
+type Direct struct {
+	Store *Store
+	sub   *Subscription // nil: the store's shared one
+}
+
+// NewDirect returns a Direct over s with a subscription of its own (for one
+// cache). Close releases it.
+func NewDirect(s *Store) Direct { return Direct{Store: s, sub: s.Subscribe()} }
+
+// Close releases the subscription of a Direct made by NewDirect; it does
+// nothing for a literal.
+func (d Direct) Close() {
+	if d.sub != nil {
+		d.sub.Close()
+	}
+}
+
+func (d Direct) subscription() *Subscription {
+	if d.sub != nil {
+		return d.sub
+	}
+	return d.Store.sharedSubscription()
+}
 
 // Get returns key's lattice encoding.
 func (d Direct) Get(_ context.Context, key []byte) ([]byte, error) { return d.Store.Get(key, nil) }
@@ -43,11 +71,12 @@ func (d Direct) Members(_ context.Context, key []byte) ([][]byte, error) {
 	return m, err
 }
 
-// Watch makes TakeChanged report writes of key (a cache holds it).
-func (d Direct) Watch(key []byte) { d.Store.Watch(key) }
+// Watch makes TakeChanged report writes of key (a cache holds it). Calls
+// count: Unwatch as many times.
+func (d Direct) Watch(key []byte) { d.subscription().Watch(key) }
 
 // Unwatch undoes one Watch.
-func (d Direct) Unwatch(key []byte) { d.Store.Unwatch(key) }
+func (d Direct) Unwatch(key []byte) { d.subscription().Unwatch(key) }
 
 // TakeChanged appends the watched keys written since the last call.
-func (d Direct) TakeChanged(dst []string) []string { return d.Store.TakeChanged(dst) }
+func (d Direct) TakeChanged(dst []string) []string { return d.subscription().TakeChanged(dst) }

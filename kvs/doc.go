@@ -42,6 +42,22 @@
 // (and, when the stream cannot be resynchronised, the connection is closed);
 // nothing is buffered for a declared length before it is checked.
 //
+// # Watches
+//
+// A Subscription (Store.Subscribe) records which of the keys it watches
+// were written since it last asked (watch.go); any number of them watch
+// independently, and a store in which nothing is watched pays one atomic
+// load per write. A Direct (the store to the roles in the node's process)
+// holds one for its executor's cache; on the native port, each connection
+// that sends WATCH gets one, closed with the connection, bounded by
+// ServerConfig.MaxWatchKeys.
+//
+// # System connections
+//
+// A native connection whose HELLO presents ServerConfig.SystemToken may
+// write the ServerConfig.Reserved namespace, which every other connection,
+// and the Redis port, is refused.
+//
 // Lifecycle: NewStore and NewServer build complete values; Server.Run and
 // Store.Run serve until their context is cancelled.
 package kvs

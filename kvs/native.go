@@ -3,6 +3,7 @@ package kvs
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,7 +27,9 @@ type nativeHandler struct {
 // nativeConn is a native connection's state, owned by its event loop (only
 // the loop's goroutine reads or writes it).
 type nativeConn struct {
-	need int // bytes needed before the next frame is complete (0: unknown)
+	need   int           // bytes needed before the next frame is complete (0: unknown)
+	system bool          // a HELLO presented the system token (ServerConfig.SystemToken)
+	sub    *Subscription // the connection's watches, from its first WATCH; closed with it
 
 	replyQueue
 }
@@ -57,6 +60,9 @@ func (h *nativeHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, ok := c.Context().(*nativeConn); ok {
 		st.close()
+		if st.sub != nil {
+			st.sub.Close()
+		}
 		h.srv.releaseConn()
 	}
 	return gnet.None
@@ -140,11 +146,22 @@ func (h *nativeHandler) handle(c gnet.Conn, st *nativeConn, req *wire.Request, d
 	if decodeErr != nil {
 		return wire.AppendError(out, req.ID, decodeErr), nil
 	}
-	if req.Op.IsFunction() {
+	switch {
+	case req.Op == wire.OpHello:
+		if err := h.srv.authenticate(st, req.Opts.Token); err != nil {
+			return wire.AppendError(out, req.ID, err), nil
+		}
+	case req.Op.IsWatch():
+		// Per-connection state, not a data operation: the same on a
+		// cluster member.
+		return h.serveWatch(st, req, out), nil
+	case req.Op.IsFunction():
 		return h.serveFunction(c, st, req, out)
 	}
-	if err := h.srv.checkReserved(req); err != nil {
-		return wire.AppendError(out, req.ID, err), nil
+	if !st.system {
+		if err := h.srv.checkReserved(req); err != nil {
+			return wire.AppendError(out, req.ID, err), nil
+		}
 	}
 	if cl := h.srv.cfg.Cluster; cl != nil {
 		return h.handleInCluster(c, st, cl, req, out)
@@ -188,6 +205,60 @@ func (h *nativeHandler) runAside(c gnet.Conn, st *nativeConn, req *wire.Request,
 		complete(c, &st.replyQueue, p, serve(ctx, &r))
 	})
 	return p
+}
+
+// errBadToken answers a HELLO whose token is not the system token.
+var errBadToken = wire.Errorf(wire.CodeUnauthorized, "the token is not this node's system token")
+
+// authenticate takes a HELLO's token: the system token makes the connection
+// a system connection; another token is refused, and leaves the connection
+// an ordinary one. No token changes nothing.
+func (s *Server) authenticate(st *nativeConn, token []byte) error {
+	if len(token) == 0 {
+		return nil
+	}
+	st.system = len(s.systemToken) > 0 && subtle.ConstantTimeCompare(token, s.systemToken) == 1
+	if !st.system {
+		return errBadToken
+	}
+	return nil
+}
+
+// maxChangedReply bounds the keys of one CHANGED reply, in bytes: the keys
+// beyond it stay recorded for the next CHANGED.
+const maxChangedReply = 4 << 20
+
+// serveWatch serves WATCH, UNWATCH and CHANGED on the connection's
+// subscription, which the first WATCH creates.
+func (h *nativeHandler) serveWatch(st *nativeConn, req *wire.Request, out []byte) []byte {
+	store := h.srv.store
+	switch req.Op {
+	case wire.OpWatch:
+		for _, k := range req.Keys {
+			if err := store.checkKey(k); err != nil {
+				return wire.AppendError(out, req.ID, err)
+			}
+		}
+		if st.sub == nil {
+			st.sub = store.Subscribe()
+		}
+		return appendNilOrError(out, req.ID, st.sub.watchSet(req.Keys, h.srv.cfg.MaxWatchKeys))
+	case wire.OpUnwatch:
+		if st.sub != nil {
+			st.sub.unwatchSet(req.Keys)
+		}
+		return wire.AppendNilResult(out, req.ID)
+	}
+	var keys []string
+	if st.sub != nil {
+		keys = st.sub.takeChanged(nil, maxChangedReply)
+	}
+	out, start := wire.BeginResult(out, req.ID)
+	out = pack.AppendArrayHeader(out, len(keys))
+	for _, k := range keys {
+		out = wire.AppendItemBytes(out, []byte(k))
+	}
+	return wire.EndFrame(out, start)
 }
 
 // checkReserved refuses a client's write of a key in the reserved

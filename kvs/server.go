@@ -50,8 +50,19 @@ type ServerConfig struct {
 	Functions Functions
 	// Reserved, when set, is a key prefix that clients may read but not
 	// write (on either port): the namespace of function and DAG
-	// definitions. Writes get an unauthorized error. Default none.
+	// definitions. Writes get an unauthorized error, except from a system
+	// connection (SystemToken). Default none.
 	Reserved string
+	// SystemToken, when set, is the secret of the cluster's own roles: a
+	// native connection whose HELLO carries it (wire.Options.Token) is a
+	// system connection, which may write the Reserved namespace; a HELLO
+	// carrying another token is answered unauthorized. The Redis port has
+	// no system connections. Default none: no connection may.
+	SystemToken string
+	// MaxWatchKeys bounds the distinct keys one native connection watches
+	// (wire.OpWatch); a WATCH that would pass it is answered too large and
+	// changes nothing. Default 65536.
+	MaxWatchKeys int
 }
 
 // Functions serves function and DAG requests. Serve blocks for as long as
@@ -97,6 +108,8 @@ const (
 	DefaultAddr     = "127.0.0.1:7700"
 	DefaultRESPAddr = "127.0.0.1:7379"
 	DefaultMaxConns = 10000
+	// DefaultMaxWatchKeys is ServerConfig.MaxWatchKeys's default.
+	DefaultMaxWatchKeys = 1 << 16
 )
 
 // AddrOff disables a listener.
@@ -117,6 +130,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.Loops == 0 {
 		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxWatchKeys == 0 {
+		c.MaxWatchKeys = DefaultMaxWatchKeys
 	}
 	if c.Version == "" {
 		c.Version = "dev"
@@ -139,6 +155,8 @@ func (c ServerConfig) Validate() error {
 		return fmt.Errorf("kvs: max frame must be at least 64 bytes, got %d", c.MaxFrame)
 	case c.Loops < 1:
 		return fmt.Errorf("kvs: loops must be positive, got %d", c.Loops)
+	case c.MaxWatchKeys < 1:
+		return fmt.Errorf("kvs: max watched keys must be positive, got %d", c.MaxWatchKeys)
 	}
 	for _, a := range []string{c.Addr, c.RESPAddr} {
 		if a == AddrOff {
@@ -157,10 +175,11 @@ func (c ServerConfig) Validate() error {
 // connection's output; one write per read. docs/decisions.md explains why
 // shards are not goroutines.
 type Server struct {
-	cfg   ServerConfig
-	store *Store
-	log   *slog.Logger
-	start time.Time
+	cfg         ServerConfig
+	store       *Store
+	systemToken []byte // cfg.SystemToken
+	log         *slog.Logger
+	start       time.Time
 
 	ready     chan struct{}
 	addrMu    sync.Mutex
@@ -187,7 +206,7 @@ func NewServer(store *Store, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, store: store, systemToken: []byte(cfg.SystemToken), log: cfg.Logger, ready: make(chan struct{})}
 	s.asyncCtx, s.asyncStop = context.WithCancel(context.Background())
 	return s, nil
 }

@@ -22,10 +22,12 @@ import (
 // Serve appends exactly one complete response frame for req to out (with
 // wire.AppendError, wire.AppendBytesResult, wire.BeginResult and
 // wire.EndFrame, ...) and returns the extended slice. It is called from many
-// connection goroutines at once, but for one connection one request at a
-// time, in arrival order. It may block; ctx is cancelled when the server
-// stops, and the server waits for Serve to return. req and the slices it
-// holds are valid only during the call. from is the peer's address.
+// goroutines at once: for one connection, one request at a time in arrival
+// order, or with Config.Concurrency above 1 up to that many requests at once,
+// in any order. It may block; ctx is cancelled when the server stops (and,
+// with Concurrency above 1, when the connection fails to write a response),
+// and the server waits for Serve to return. req and the slices it holds are
+// valid only during the call. from is the peer's address.
 //
 // A Serve that panics or appends no well-formed frame gets the request
 // answered with an internal error in its place.
@@ -56,6 +58,11 @@ type Config struct {
 	// IdleTimeout closes a connection that sends no request, or accepts none
 	// of its responses, for this long. Default 5 minutes; negative: never.
 	IdleTimeout time.Duration
+	// Concurrency is how many requests of one connection are handled at once
+	// (each on a goroutine of its own). Responses still go out in request order
+	// (the protocol promises it): a response waits for the ones before it.
+	// Default 1: one at a time, in the connection's goroutine.
+	Concurrency int
 	// Logger receives connection errors (Debug) and handler failures
 	// (Error). Default: discard.
 	Logger *slog.Logger
@@ -74,6 +81,8 @@ func (c Config) Validate() error {
 		return errors.New("wireserver: Config.Addr is required")
 	case c.MaxConns < 0:
 		return fmt.Errorf("wireserver: Config.MaxConns %d is negative", c.MaxConns)
+	case c.Concurrency < 0:
+		return fmt.Errorf("wireserver: Config.Concurrency %d is negative", c.Concurrency)
 	case c.MaxFrame < 0:
 		return fmt.Errorf("wireserver: Config.MaxFrame %d is negative", c.MaxFrame)
 	case uint64(c.MaxFrame) > 1<<32-1:
@@ -92,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,7 +111,8 @@ func (c Config) withDefaults() Config {
 }
 
 // Server serves the native protocol with a Handler, one goroutine per
-// connection. Its methods are safe for concurrent use; Run is called once.
+// connection (and, with Config.Concurrency above 1, one per request in
+// flight). Its methods are safe for concurrent use; Run is called once.
 type Server struct {
 	cfg   Config
 	lim   wire.Limits
@@ -112,7 +125,7 @@ type Server struct {
 	mu       sync.Mutex // guards conns and stopping, and wg.Go against Run's wg.Wait
 	conns    map[net.Conn]struct{}
 	stopping bool
-	wg       sync.WaitGroup // connection goroutines
+	wg       sync.WaitGroup // connection goroutines (each waits for its handler goroutines)
 }
 
 // New returns a Server for cfg that answers requests with h. It does not
@@ -230,7 +243,11 @@ func (s *Server) start(ctx context.Context, nc net.Conn) {
 		s.conns[nc] = struct{}{}
 		s.wg.Go(func() {
 			defer s.drop(nc)
-			s.serveConn(ctx, nc)
+			if s.cfg.Concurrency > 1 {
+				s.serveConcurrent(ctx, nc)
+			} else {
+				s.serveConn(ctx, nc)
+			}
 		})
 	}
 	s.mu.Unlock()
@@ -264,8 +281,8 @@ const (
 	flushAt = 64 << 10
 )
 
-// serveConn reads, handles and answers nc's requests until it fails, the
-// peer closes it, or the server stops.
+// serveConn reads, handles and answers nc's requests one at a time until it
+// fails, the peer closes it, or the server stops.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	from := nc.RemoteAddr()
 	br := bufio.NewReaderSize(nc, readBufSize)

@@ -75,6 +75,14 @@ func start(t *testing.T, cfg wireserver.Config, h wireserver.Handler) (*wireserv
 	return s, stop
 }
 
+// modes runs f with the requests of a connection handled one at a time and
+// several at once.
+func modes(t *testing.T, f func(t *testing.T, concurrency int)) {
+	for _, c := range []int{1, 8} {
+		t.Run(fmt.Sprintf("concurrency=%d", c), func(t *testing.T) { f(t, c) })
+	}
+}
+
 // peer is a raw protocol connection.
 type peer struct {
 	t  *testing.T
@@ -151,89 +159,93 @@ func (p *peer) ping(id uint64, payload string) {
 }
 
 func TestPipelinedInOrder(t *testing.T) {
-	var calls atomic.Int64
-	h := wireserver.HandlerFunc(func(ctx context.Context, from net.Addr, req *wire.Request, out []byte) []byte {
-		calls.Add(1)
-		return echo(ctx, from, req, out)
-	})
-	s, _ := start(t, wireserver.Config{}, h)
-	p := dial(t, s.Addr())
-	const n = 500
-	var frames []byte
-	for i := range n {
-		frames = (&wire.Request{ID: uint64(i + 1), Op: wire.OpPing, Value: fmt.Appendf(nil, "p%d", i)}).AppendFrame(frames)
-	}
-	p.write(frames) // one write: the server finds them all buffered
-	for i := range n {
-		r := p.mustRead()
-		v, err := r.Bytes()
-		if err != nil || r.ID != uint64(i+1) || string(v) != fmt.Sprintf("p%d", i) {
-			t.Fatalf("response %d: id %d %q %v", i, r.ID, v, err)
+	modes(t, func(t *testing.T, concurrency int) {
+		var calls atomic.Int64
+		h := wireserver.HandlerFunc(func(ctx context.Context, from net.Addr, req *wire.Request, out []byte) []byte {
+			calls.Add(1)
+			return echo(ctx, from, req, out)
+		})
+		s, _ := start(t, wireserver.Config{Concurrency: concurrency}, h)
+		p := dial(t, s.Addr())
+		const n = 500
+		var frames []byte
+		for i := range n {
+			frames = (&wire.Request{ID: uint64(i + 1), Op: wire.OpPing, Value: fmt.Appendf(nil, "p%d", i)}).AppendFrame(frames)
 		}
-	}
-	if calls.Load() != n {
-		t.Fatalf("%d handler calls, want %d", calls.Load(), n)
-	}
+		p.write(frames) // one write: the server finds them all buffered
+		for i := range n {
+			r := p.mustRead()
+			v, err := r.Bytes()
+			if err != nil || r.ID != uint64(i+1) || string(v) != fmt.Sprintf("p%d", i) {
+				t.Fatalf("response %d: id %d %q %v", i, r.ID, v, err)
+			}
+		}
+		if calls.Load() != n {
+			t.Fatalf("%d handler calls, want %d", calls.Load(), n)
+		}
+	})
 }
 
 func TestHostileFrames(t *testing.T) {
-	s, _ := start(t, wireserver.Config{MaxFrame: 1 << 20}, echo)
+	modes(t, func(t *testing.T, concurrency int) {
+		s, _ := start(t, wireserver.Config{MaxFrame: 1 << 20, Concurrency: concurrency}, echo)
 
-	t.Run("4 GiB length", func(t *testing.T) {
-		p := dial(t, s.Addr())
-		p.write([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3})
-		r := p.mustRead()
-		if r.ID != 0 || r.Code != wire.CodeTooLarge {
-			t.Fatalf("response %+v, want too large with id 0", r)
-		}
-		p.expectClosed()
-	})
-	t.Run("above MaxFrame", func(t *testing.T) {
-		p := dial(t, s.Addr())
-		p.ping(1, "before")
-		p.write(binary.BigEndian.AppendUint32(nil, 1<<20+1))
-		if r := p.mustRead(); r.ID != 0 || r.Code != wire.CodeTooLarge {
-			t.Fatalf("response %+v, want too large with id 0", r)
-		}
-		p.expectClosed()
-	})
-	t.Run("garbage body", func(t *testing.T) {
-		p := dial(t, s.Addr())
-		for _, body := range [][]byte{
-			{0xc1, 0xc1, 0xc1}, // not msgpack
-			{0x94, 0x07, 0x03, 0x80, 0xc6, 0x7f, 0xff, 0xff, 0xff}, // a 2 GiB key in 9 bytes
-			{},                       // empty body
-			{0x93, 0x09, 0xc8, 0x80}, // op not a small uint
-			(&wire.Request{ID: 5, Op: 200}).AppendFrame(nil)[4:], // unknown op
-		} {
-			p.write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
-			if r := p.mustRead(); r.Code != wire.CodeBadRequest {
-				t.Fatalf("body %x: response %+v, want bad request", body, r)
+		t.Run("4 GiB length", func(t *testing.T) {
+			p := dial(t, s.Addr())
+			p.write([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3})
+			r := p.mustRead()
+			if r.ID != 0 || r.Code != wire.CodeTooLarge {
+				t.Fatalf("response %+v, want too large with id 0", r)
 			}
-		}
-		p.ping(6, "still open")
-	})
-	t.Run("unknown op keeps its id", func(t *testing.T) {
-		p := dial(t, s.Addr())
-		p.write((&wire.Request{ID: 77, Op: 200}).AppendFrame(nil))
-		if r := p.mustRead(); r.ID != 77 || r.Code != wire.CodeBadRequest {
-			t.Fatalf("response %+v", r)
-		}
-	})
-	t.Run("truncated", func(t *testing.T) {
-		p := dial(t, s.Addr())
-		frame := (&wire.Request{ID: 1, Op: wire.OpPing, Value: []byte("0123456789")}).AppendFrame(nil)
-		p.write(frame[:len(frame)-4])
-		_ = p.nc.(*net.TCPConn).CloseWrite()
-		p.expectClosed()
-		dial(t, s.Addr()).ping(2, "server fine")
-	})
-	t.Run("announced but not sent", func(t *testing.T) {
-		// 1 MiB announced, 10 bytes sent: the server waits for the rest
-		// without holding the whole frame; the next connection is served.
-		p := dial(t, s.Addr())
-		p.write(append(binary.BigEndian.AppendUint32(nil, 1<<20), make([]byte, 10)...))
-		dial(t, s.Addr()).ping(3, "others served")
+			p.expectClosed()
+		})
+		t.Run("above MaxFrame", func(t *testing.T) {
+			p := dial(t, s.Addr())
+			p.ping(1, "before")
+			p.write(binary.BigEndian.AppendUint32(nil, 1<<20+1))
+			if r := p.mustRead(); r.ID != 0 || r.Code != wire.CodeTooLarge {
+				t.Fatalf("response %+v, want too large with id 0", r)
+			}
+			p.expectClosed()
+		})
+		t.Run("garbage body", func(t *testing.T) {
+			p := dial(t, s.Addr())
+			for _, body := range [][]byte{
+				{0xc1, 0xc1, 0xc1}, // not msgpack
+				{0x94, 0x07, 0x03, 0x80, 0xc6, 0x7f, 0xff, 0xff, 0xff}, // a 2 GiB key in 9 bytes
+				{},                       // empty body
+				{0x93, 0x09, 0xc8, 0x80}, // op not a small uint
+				(&wire.Request{ID: 5, Op: 200}).AppendFrame(nil)[4:], // unknown op
+			} {
+				p.write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
+				if r := p.mustRead(); r.Code != wire.CodeBadRequest {
+					t.Fatalf("body %x: response %+v, want bad request", body, r)
+				}
+			}
+			p.ping(6, "still open")
+		})
+		t.Run("unknown op keeps its id", func(t *testing.T) {
+			p := dial(t, s.Addr())
+			p.write((&wire.Request{ID: 77, Op: 200}).AppendFrame(nil))
+			if r := p.mustRead(); r.ID != 77 || r.Code != wire.CodeBadRequest {
+				t.Fatalf("response %+v", r)
+			}
+		})
+		t.Run("truncated", func(t *testing.T) {
+			p := dial(t, s.Addr())
+			frame := (&wire.Request{ID: 1, Op: wire.OpPing, Value: []byte("0123456789")}).AppendFrame(nil)
+			p.write(frame[:len(frame)-4])
+			_ = p.nc.(*net.TCPConn).CloseWrite()
+			p.expectClosed()
+			dial(t, s.Addr()).ping(2, "server fine")
+		})
+		t.Run("announced but not sent", func(t *testing.T) {
+			// 1 MiB announced, 10 bytes sent: the server waits for the rest
+			// without holding the whole frame; the next connection is served.
+			p := dial(t, s.Addr())
+			p.write(append(binary.BigEndian.AppendUint32(nil, 1<<20), make([]byte, 10)...))
+			dial(t, s.Addr()).ping(3, "others served")
+		})
 	})
 }
 
@@ -251,16 +263,23 @@ func TestMaxConns(t *testing.T) {
 	c.expectClosed()
 	a.ping(3, "a still served")
 
-	// Once a connection ends, its slot is free again. The server notices
-	// the close asynchronously: retry until it has, each attempt answered.
+	// Once a connection ends, its slot is free again.
 	_ = a.nc.Close()
+	awaitSlot(t, s.Addr())
+}
+
+// awaitSlot waits until a server at MaxConns serves a new connection: it
+// notices a connection's end asynchronously, so retry until it has, each
+// attempt answered.
+func awaitSlot(t *testing.T, addr string) {
+	t.Helper()
 	end := time.Now().Add(deadline)
 	for {
-		d := dial(t, s.Addr())
+		d := dial(t, addr)
 		d.write((&wire.Request{ID: 9, Op: wire.OpPing}).AppendFrame(nil))
 		r := d.mustRead()
 		if r.Code == wire.CodeOK && r.ID == 9 {
-			break
+			return
 		}
 		if r.Code != wire.CodeUnavailable || time.Now().After(end) {
 			t.Fatalf("after a close: %+v", r)
@@ -303,37 +322,41 @@ func TestStopClosesConnectionsAndCancelsHandlers(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	s, _ := start(t, wireserver.Config{IdleTimeout: 50 * time.Millisecond}, echo)
-	p := dial(t, s.Addr())
-	p.ping(1, "x")
-	p.expectClosed() // nothing sent: closed after the timeout
+	modes(t, func(t *testing.T, concurrency int) {
+		s, _ := start(t, wireserver.Config{IdleTimeout: 50 * time.Millisecond, Concurrency: concurrency}, echo)
+		p := dial(t, s.Addr())
+		p.ping(1, "x")
+		p.expectClosed() // nothing sent: closed after the timeout
+	})
 }
 
 func TestHandlerFailures(t *testing.T) {
-	h := wireserver.HandlerFunc(func(ctx context.Context, from net.Addr, req *wire.Request, out []byte) []byte {
-		switch string(req.Value) {
-		case "panic":
-			out = append(out, 1, 2, 3) // a partial frame, then a panic
-			panic("boom")
-		case "nothing":
-			return out
-		case "two":
-			return wire.AppendNilResult(wire.AppendNilResult(out, req.ID), req.ID)
+	modes(t, func(t *testing.T, concurrency int) {
+		h := wireserver.HandlerFunc(func(ctx context.Context, from net.Addr, req *wire.Request, out []byte) []byte {
+			switch string(req.Value) {
+			case "panic":
+				out = append(out, 1, 2, 3) // a partial frame, then a panic
+				panic("boom")
+			case "nothing":
+				return out
+			case "two":
+				return wire.AppendNilResult(wire.AppendNilResult(out, req.ID), req.ID)
+			}
+			return echo(ctx, from, req, out)
+		})
+		s, _ := start(t, wireserver.Config{Concurrency: concurrency}, h)
+		p := dial(t, s.Addr())
+		var frames []byte
+		for i, v := range []string{"a", "panic", "b", "nothing", "two", "c"} {
+			frames = (&wire.Request{ID: uint64(i + 1), Op: wire.OpPing, Value: []byte(v)}).AppendFrame(frames)
 		}
-		return echo(ctx, from, req, out)
+		p.write(frames)
+		for i, want := range []wire.Code{wire.CodeOK, wire.CodeInternal, wire.CodeOK, wire.CodeInternal, wire.CodeInternal, wire.CodeOK} {
+			if r := p.mustRead(); r.ID != uint64(i+1) || r.Code != want {
+				t.Fatalf("response %d: %+v, want code %s", i+1, r, want)
+			}
+		}
 	})
-	s, _ := start(t, wireserver.Config{}, h)
-	p := dial(t, s.Addr())
-	var frames []byte
-	for i, v := range []string{"a", "panic", "b", "nothing", "two", "c"} {
-		frames = (&wire.Request{ID: uint64(i + 1), Op: wire.OpPing, Value: []byte(v)}).AppendFrame(frames)
-	}
-	p.write(frames)
-	for i, want := range []wire.Code{wire.CodeOK, wire.CodeInternal, wire.CodeOK, wire.CodeInternal, wire.CodeInternal, wire.CodeOK} {
-		if r := p.mustRead(); r.ID != uint64(i+1) || r.Code != want {
-			t.Fatalf("response %d: %+v, want code %s", i+1, r, want)
-		}
-	}
 }
 
 func TestConfig(t *testing.T) {
@@ -341,6 +364,7 @@ func TestConfig(t *testing.T) {
 		"no addr":        {},
 		"negative conns": {Addr: "x:1", MaxConns: -1},
 		"negative frame": {Addr: "x:1", MaxFrame: -1},
+		"negative conc":  {Addr: "x:1", Concurrency: -1},
 		"huge frame":     {Addr: "x:1", MaxFrame: 1 << 33},
 	} {
 		if err := cfg.Validate(); err == nil {

@@ -55,6 +55,13 @@ type config struct {
 	AEEvery      time.Duration
 	StorageNodes int
 
+	// Function roles.
+	KVS          string
+	Coordinators string
+	SystemToken  string
+	Workers      int
+	CacheBytes   int
+
 	AdvertiseAddr     string
 	AdvertiseRESPAddr string
 	AdvertiseRaftAddr string
@@ -69,7 +76,9 @@ const (
 	// cmdCluster is "trellis cluster" and its subcommands.
 	cmdCluster = "cluster"
 	// cmdFunctions is "trellis fn" and "trellis dag" and their subcommands.
-	cmdFunctions = "fn/dag"
+	cmdFunctions   = "fn/dag"
+	cmdCoordinator = "coordinator"
+	cmdExecutor    = "executor"
 )
 
 // envPrefix starts the name of every environment variable Trellis reads.
@@ -100,10 +109,10 @@ type setting struct {
 // it. Defaults are the kvs package's, so a zero config and `trellis up` agree.
 var settings = []setting{
 	str(configKey, "", "Config file to read settings from: YAML, TOML or JSON, by extension (flag or environment only).",
-		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdCluster, cmdFunctions).fileForbidden(),
+		func(c *config) *string { return &c.ConfigFile }, nil, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdCluster, cmdFunctions, cmdCoordinator, cmdExecutor).fileForbidden(),
 	str("addr", kvs.DefaultAddr,
-		`Native protocol address: where "up", "kvs" and "route" listen ("off" disables the listener; port 0 picks a free port) and where "cli", "fn" and "dag" connect.`,
-		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdFunctions),
+		`Native protocol address: where "up", "kvs", "route", "coordinator" and "executor" listen ("off" disables the listener; port 0 picks a free port) and where "cli", "fn" and "dag" connect.`,
+		func(c *config) *string { return &c.Addr }, listenerAddr, cmdUp, cmdCLI, cmdKVS, cmdRoute, cmdFunctions, cmdCoordinator, cmdExecutor),
 	str("resp-addr", kvs.DefaultRESPAddr,
 		`Redis protocol (RESP) listen address ("off" disables it; port 0 picks a free port).`,
 		func(c *config) *string { return &c.RESPAddr }, listenerAddr, cmdUp, cmdKVS),
@@ -111,8 +120,8 @@ var settings = []setting{
 		`HTTP address serving /healthz, /readyz and /debug/pprof/ ("" disables it).`,
 		func(c *config) *string { return &c.HTTPAddr }, optionalAddr, cmdUp, cmdKVS),
 	str("data-dir", "",
-		`Directory for the node's persistent state, created if missing: its node id, its keys (the disk tier) and, for a routing node, the Raft log and snapshots ("" keeps everything in memory only).`,
-		func(c *config) *string { return &c.DataDir }, nil, cmdUp, cmdKVS, cmdRoute),
+		`Directory for the node's persistent state, created if missing: its node id, its keys (the disk tier), for a routing node the Raft log and snapshots, for an executor its compiled WebAssembly ("" keeps everything in memory only).`,
+		func(c *config) *string { return &c.DataDir }, nil, cmdUp, cmdKVS, cmdRoute, cmdExecutor),
 	num("node-id", uint64(0),
 		`Node id, the writer id that breaks last-writer-wins ties (0: the one stored in the data directory's node-id file, or a random one, stored there when data-dir is set).`,
 		func(c *config) *uint64 { return &c.NodeID }, nil, cmdUp, cmdKVS, cmdRoute),
@@ -140,9 +149,9 @@ var settings = []setting{
 		`Memory budget of each storage node's keys and values, in bytes (0: none; needs data-dir). Above it, keys not used lately leave memory for the disk tier and are read back when used.`,
 		func(c *config) *int { return &c.MaxMemory }, between(0, math.MaxInt), cmdUp, cmdKVS).inBytes(),
 	str("log-level", "info", "Least severe log level written to stderr: debug, info, warn or error.",
-		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp, cmdKVS, cmdRoute),
+		func(c *config) *string { return &c.LogLevel }, oneOf("debug", "info", "warn", "error"), cmdUp, cmdKVS, cmdRoute, cmdCoordinator, cmdExecutor),
 	str("log-format", "text", "Log format: text or json.",
-		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp, cmdKVS, cmdRoute),
+		func(c *config) *string { return &c.LogFormat }, oneOf("text", "json"), cmdUp, cmdKVS, cmdRoute, cmdCoordinator, cmdExecutor),
 	dur("timeout", 10*time.Second, "Time limit of one command, connecting included.",
 		func(c *config) *time.Duration { return &c.Timeout }, positive, cmdCLI, cmdCluster, cmdFunctions),
 	str("raft-addr", "127.0.0.1:7800", "Address the routing node's Raft traffic listens on (port 0 picks a free port).",
@@ -153,22 +162,32 @@ var settings = []setting{
 		func(c *config) *int { return &c.RF }, between(1, 1024), cmdRoute, cmdUp),
 	dur("down-after", 5*time.Second, "How long a storage node may go without a heartbeat before the routing leader marks it down.",
 		func(c *config) *time.Duration { return &c.DownAfter }, positive, cmdRoute, cmdUp),
-	str("route", "", "Native addresses of the routing nodes, comma-separated (required by kvs and cluster).",
-		func(c *config) *string { return &c.Route }, nil, cmdKVS, cmdCluster),
+	str("route", "", `Native addresses of the routing nodes, comma-separated (required by kvs and cluster; coordinator and executor reach a cluster's keys through them, or one node's through "kvs").`,
+		func(c *config) *string { return &c.Route }, nil, cmdKVS, cmdCluster, cmdCoordinator, cmdExecutor),
 	str("ack", "quorum", "Acknowledgement of writes that ask for none: local, quorum or durable.",
 		func(c *config) *string { return &c.Ack }, oneOf("local", "quorum", "durable"), cmdKVS, cmdUp),
 	dur("gossip-every", 50*time.Millisecond, "How often a storage node sends replicas the writes it could not replicate at once.",
 		func(c *config) *time.Duration { return &c.GossipEvery }, positive, cmdKVS, cmdUp),
 	dur("ae-every", 10*time.Second, "How often a storage node compares its keys with every peer (anti-entropy).",
 		func(c *config) *time.Duration { return &c.AEEvery }, positive, cmdKVS, cmdUp),
-	str("advertise-addr", "", `Native address other nodes and clients reach this storage node at ("": the listen address, which must then name a host, not 0.0.0.0).`,
-		func(c *config) *string { return &c.AdvertiseAddr }, optionalAddr, cmdKVS),
+	str("advertise-addr", "", `Native address other nodes and clients reach this storage node, coordinator or executor at ("": the listen address, which must then name a host, not 0.0.0.0).`,
+		func(c *config) *string { return &c.AdvertiseAddr }, optionalAddr, cmdKVS, cmdCoordinator, cmdExecutor),
 	str("advertise-resp-addr", "", `Redis-protocol address other nodes forward commands to ("": the listen address, which must then name a host).`,
 		func(c *config) *string { return &c.AdvertiseRESPAddr }, optionalAddr, cmdKVS),
 	str("advertise-raft-addr", "", `Raft address the other routing nodes reach this one at ("": the listen address, which must then name a host).`,
 		func(c *config) *string { return &c.AdvertiseRaftAddr }, optionalAddr, cmdRoute),
 	num("storage-nodes", 0, `Storage nodes "up" runs as a cluster, with a routing node, in this process (0: one storage node, no cluster).`,
 		func(c *config) *int { return &c.StorageNodes }, between(0, 64), cmdUp),
+	str("kvs", "", `Native address of the storage node (a "trellis up" or a single node) whose keys a coordinator or executor uses; give this or "route".`,
+		func(c *config) *string { return &c.KVS }, optionalAddr, cmdCoordinator, cmdExecutor),
+	str("coordinator", "", "Native addresses of the coordinators an executor reports to, comma-separated (required by executor).",
+		func(c *config) *string { return &c.Coordinators }, nil, cmdExecutor),
+	str("system-token", "", `The cluster's system token: storage nodes let connections that present it write the reserved namespace of function and DAG definitions, which coordinators need ("": nobody may, and only the coordinator inside "up" registers). Prefer the environment variable: flags show in process lists.`,
+		func(c *config) *string { return &c.SystemToken }, nil, cmdUp, cmdKVS, cmdCoordinator),
+	num("workers", 0, "Functions an executor runs at once (0: one per CPU, GOMAXPROCS).",
+		func(c *config) *int { return &c.Workers }, between(0, 1<<16), cmdExecutor),
+	num("cache-bytes", 64<<20, "Byte budget of an executor's cache of the keys its functions read.",
+		func(c *config) *int { return &c.CacheBytes }, between(1<<10, math.MaxInt), cmdExecutor).inBytes(),
 }
 
 func (s setting) fileForbidden() setting { s.noFile = true; return s }

@@ -66,7 +66,7 @@ func TestFunctionsQuickStart(t *testing.T) {
 	ok("registered chain", "dag", "register", "chain", "--fn", "increment", "--fn", "square", "--edge", "increment:square", addr)
 	assert.Equal(t, "16\n", ok("16", "dag", "call", "chain", "--arg", "3", addr))
 	assert.Equal(t, "144\n", ok("144", "fn", "call", "native/square", "--arg", "12", addr))
-	assert.Equal(t, "increment\nsquare\nnative/increment\nnative/square\n", ok("square", "fn", "list", addr))
+	assert.Equal(t, "increment\nsquare\nnative/increment\nnative/sleep\nnative/square\n", ok("square", "fn", "list", addr))
 	assert.Equal(t, "chain\n", ok("chain", "dag", "list", addr))
 
 	// Typed errors, exit status 1.
@@ -91,4 +91,70 @@ func TestFunctionsQuickStart(t *testing.T) {
 
 	ok("deleted chain", "dag", "delete", "chain", addr)
 	assert.Empty(t, ok("", "dag", "list", addr))
+}
+
+// startRole runs `trellis coordinator|executor args...` and returns the
+// process and its native address.
+func startRole(t *testing.T, role string, args ...string) (*node, string) {
+	t.Helper()
+	n := startProcess(t, append([]string{role, "--addr", "127.0.0.1:0"}, args...)...)
+	lines := waitLines(t, n, "native")
+	require.Contains(t, lines[0], role)
+	return n, field(t, lines, "native")
+}
+
+// TestExecutorKilledMidDAG runs the function roles as processes of their
+// own: a storage node (`trellis up`), a coordinator, an executor. The
+// executor is SIGKILLed while it runs the first function of a DAG call; a
+// second executor starts; the call completes on it within its deadline.
+func TestExecutorKilledMidDAG(t *testing.T) {
+	const token = "e2e-token"
+	n := startNode(t, "--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--system-token", token)
+	defer n.stop(t)
+	coord, coordAddr := startRole(t, "coordinator", "--kvs", n.native, "--system-token", token, "--log-level", "warn")
+	defer coord.stop(t)
+	execArgs := []string{"--kvs", n.native, "--coordinator", coordAddr}
+	victim, _ := startRole(t, "executor", execArgs...)
+	addr := "--addr=" + coordAddr
+
+	// The coordinator knows the native functions once the executor reported.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, _, code := trellisCmd(t, "fn", "list", addr)
+		assert.Equal(c, 0, code)
+		assert.Contains(c, out, "native/sleep")
+	}, 30*time.Second, 50*time.Millisecond)
+	out, errOut, code := trellisCmd(t, "dag", "register", "slow", "--fn", "native/sleep", "--fn", "native/square",
+		"--edge", "native/sleep:native/square", addr)
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+
+	type result struct {
+		out, err string
+		code     int
+		took     time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		out, errOut, code := trellisCmd(t, "dag", "call", "slow", "--arg", "1500", "--timeout", "60s", addr)
+		done <- result{out, errOut, code, time.Since(start)}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(victim.stderr.String(), "sleeping 1500 ms") },
+		30*time.Second, 5*time.Millisecond, "the executor never ran the first function")
+	require.NoError(t, victim.cmd.Process.Kill())
+	<-victim.exited
+	survivor, _ := startRole(t, "executor", execArgs...)
+	defer survivor.stop(t)
+
+	r := <-done
+	require.Equal(t, 0, r.code, "dag call: %s%s", r.out, r.err)
+	assert.Equal(t, "2250000\n", r.out)
+	assert.Contains(t, survivor.stderr.String(), "sleeping 1500 ms", "the re-run went to the new executor")
+	t.Logf("the call took %v, the killed executor's run included", r.took)
+
+	// A coordinator without the system token cannot write definitions.
+	plain, plainAddr := startRole(t, "coordinator", "--kvs", n.native, "--log-level", "warn")
+	defer plain.stop(t)
+	_, errOut, code = trellisCmd(t, "dag", "delete", "slow", "--addr="+plainAddr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "unauthorized")
 }

@@ -95,7 +95,7 @@ docs/configuration.md.`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newUpCmd(s), newCLICmd(s), newVersionCmd(s), newBenchCmd(), newRouteCmd(s), newKVSCmd(s), newClusterCmd(s), newFnCmd(s), newDAGCmd(s))
+	root.AddCommand(newUpCmd(s), newCLICmd(s), newVersionCmd(s), newBenchCmd(), newRouteCmd(s), newKVSCmd(s), newClusterCmd(s), newFnCmd(s), newDAGCmd(s), newCoordinatorCmd(s), newExecutorCmd(s))
 	return root
 }
 

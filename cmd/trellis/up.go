@@ -120,6 +120,10 @@ func nodeConfigs(cfg config, log *slog.Logger) (kvs.StoreConfig, kvs.ServerConfi
 		Loops:    cfg.Loops,
 		Version:  buildVersion(),
 		Logger:   log,
+		// Function and DAG definitions: written by the coordinator in
+		// "up"'s process, or by coordinators that present the token.
+		Reserved:    executor.Reserved,
+		SystemToken: cfg.SystemToken,
 	}
 	if cfg.MaxMemory > 0 && cfg.DataDir == "" {
 		return sc, vc, &configError{"invalid configuration: max-memory needs data-dir (keys that leave memory go to the disk tier in the data directory)"}
@@ -173,7 +177,6 @@ func runUp(ctx context.Context, cfg config, s streams) error {
 		return err
 	}
 	srvCfg.Functions = fns.coord
-	srvCfg.Reserved = executor.Reserved
 	srv, err := kvs.NewServer(store, srvCfg)
 	if err != nil {
 		_ = fns.rt.Close(ctx)
