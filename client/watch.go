@@ -36,6 +36,17 @@ func (c *Client) Watcher(ctx context.Context) (*Watcher, error) {
 	return &Watcher{c: c, cn: cn}, nil
 }
 
+// DialWatcher dials a Watcher of the node at addr, without a pool.
+func DialWatcher(ctx context.Context, addr string, opts Options) (*Watcher, error) {
+	opts = opts.withDefaults()
+	c := &Client{pool: &pool{addr: addr, opts: opts}}
+	cn, _, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Watcher{c: c, cn: cn}, nil
+}
+
 // Watch starts recording writes of keys: a write made after Watch returns
 // is reported by Changed (so watch a key before reading it). Watches are a
 // set: watching a key twice is watching it once. ErrTooLarge, with nothing

@@ -46,6 +46,11 @@ func (e *cacheEntry) cost() int64 { return int64(len(e.key) + len(e.enc) + 64) }
 // DefaultCacheBytes is a cache's default budget.
 const DefaultCacheBytes = 64 << 20
 
+// MaxCacheKeys bounds the keys a cache holds, whatever its budget: a
+// storage node watches at most this many keys for one connection
+// (kvs.DefaultMaxWatchKeys).
+const MaxCacheKeys = 1 << 16
+
 // NewCache returns a cache over kv holding at most budget bytes (0:
 // DefaultCacheBytes).
 func NewCache(kv KV, budget int64) *Cache {
@@ -136,7 +141,7 @@ func (c *Cache) merge(key string, enc []byte) []byte {
 }
 
 func (c *Cache) evictLocked() {
-	for c.size > c.budget && c.lru.Len() > 1 {
+	for (c.size > c.budget || c.lru.Len() > MaxCacheKeys) && c.lru.Len() > 1 {
 		el := c.lru.Back()
 		e := el.Value.(*cacheEntry)
 		c.lru.Remove(el)

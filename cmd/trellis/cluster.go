@@ -240,10 +240,14 @@ func needAdvertise(key, listen, adv string) error {
 
 // buildStorageNode builds a storage node from cfg with its own data
 // directory and listen addresses. With routeAddrs it is a cluster member.
-func buildStorageNode(cfg config, dataDir, addr, respAddr string, routeAddrs []string, log *slog.Logger) (*storageNode, error) {
+// With fns, its native port also serves function and DAG requests.
+func buildStorageNode(cfg config, dataDir, addr, respAddr string, routeAddrs []string, fns kvs.Functions, log *slog.Logger) (*storageNode, error) {
 	storeCfg, srvCfg, err := nodeConfigs(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if fns != nil {
+		srvCfg.Functions = fns
 	}
 	srvCfg.Addr, srvCfg.RESPAddr = addr, respAddr
 	storeCfg.Logger = log
@@ -353,7 +357,7 @@ func splitAddrs(s string) []string {
 func runKVS(ctx context.Context, cfg config, s streams) error {
 	log := newLogger(cfg, s.err)
 	routeAddrs := splitAddrs(cfg.Route)
-	n, err := buildStorageNode(cfg, cfg.DataDir, cfg.Addr, cfg.RESPAddr, routeAddrs, log)
+	n, err := buildStorageNode(cfg, cfg.DataDir, cfg.Addr, cfg.RESPAddr, routeAddrs, nil, log)
 	if err != nil {
 		return err
 	}
@@ -387,7 +391,14 @@ func printNodeBanner(w io.Writer, role string, n *storageNode) {
 // routing node on free ports.
 func runUpCluster(ctx context.Context, cfg config, s streams) error {
 	log := newLogger(cfg, s.err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
+	// fail stops what started and returns err.
+	fail := func(err error) error {
+		cancel()
+		return errors.Join(err, ignoreCanceled(g.Wait()))
+	}
 	sub := func(name string) string {
 		if cfg.DataDir == "" {
 			return ""
@@ -398,24 +409,36 @@ func runUpCluster(ctx context.Context, cfg config, s streams) error {
 	rcfg.NodeID = 0
 	rn, err := startRouteNode(gctx, g, rcfg, sub("route"), "127.0.0.1:0", "127.0.0.1:0", "", log.With("role", "route"))
 	if err != nil {
-		return errors.Join(err, g.Wait())
+		return fail(err)
 	}
 	routeAddrs := []string{rn.srv.Addr()}
+	// The coordinator writes its definitions through the storage nodes'
+	// ports: it needs a system token, which the nodes of this process share.
+	if cfg.SystemToken == "" {
+		cfg.SystemToken = fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())
+	}
+	fns, closeFns, err := clusterFunctionRoles(gctx, cfg, routeAddrs, sub("functions"), log)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeFns()
+	g.Go(func() error { return fns.run(gctx) })
 	nodes := make([]*storageNode, cfg.StorageNodes)
 	for i := range nodes {
 		addr, respAddr := "127.0.0.1:0", "127.0.0.1:0"
+		var served kvs.Functions
 		if i == 0 {
-			addr, respAddr = cfg.Addr, cfg.RESPAddr
+			addr, respAddr, served = cfg.Addr, cfg.RESPAddr, fns.coord
 		}
 		ncfg := cfg
 		ncfg.NodeID = 0
 		nlog := log.With("role", "kvs", "n", i+1)
-		n, err := buildStorageNode(ncfg, sub(fmt.Sprintf("node-%d", i+1)), addr, respAddr, routeAddrs, nlog)
+		n, err := buildStorageNode(ncfg, sub(fmt.Sprintf("node-%d", i+1)), addr, respAddr, routeAddrs, served, nlog)
 		if err == nil {
 			err = n.run(gctx, g, nlog)
 		}
 		if err != nil {
-			return errors.Join(err, g.Wait())
+			return fail(err)
 		}
 		nodes[i] = n
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/executor/remote"
 	"github.com/trellisdb/trellis/executor/wasm"
+	"github.com/trellisdb/trellis/route"
 	"github.com/trellisdb/trellis/wireserver"
 )
 
@@ -116,10 +117,9 @@ func checkRoleConfig(cfg config) error {
 // roleStore is the KVS a coordinator or executor uses.
 type roleStore struct {
 	store remote.Store
-	// watcher opens a watch connection; nil in a cluster (see
-	// newRoleStore).
-	watcher func(ctx context.Context) (*client.Watcher, error)
-	close   func() error
+	// nodes returns the storage nodes an executor's cache watches at.
+	nodes func() []string
+	close func() error
 }
 
 // newRoleStore connects to the KVS cfg names, presenting the system token.
@@ -130,15 +130,30 @@ func newRoleStore(ctx context.Context, cfg config, name string) (*roleStore, err
 		if err != nil {
 			return nil, fmt.Errorf("storage node %s: %w", cfg.KVS, err)
 		}
-		return &roleStore{store: c, watcher: c.Watcher, close: c.Close}, nil
+		return &roleStore{store: c, nodes: func() []string { return []string{cfg.KVS} }, close: c.Close}, nil
 	}
 	c, err := clusterclient.Dial(ctx, clusterclient.Options{Route: splitAddrs(cfg.Route), Client: opts})
 	if err != nil {
 		return nil, fmt.Errorf("cluster at %s: %w", cfg.Route, err)
 	}
-	// A cluster's keys live on many nodes, and watching them is not built
-	// yet: the executor's cache re-reads every key it holds each refresh.
-	return &roleStore{store: c, close: c.Close}, nil
+	return &roleStore{store: c, nodes: func() []string { return clusterNodes(c.State()) }, close: c.Close}, nil
+}
+
+// clusterNodes returns the native addresses of the members that may hold
+// keys (all but the down ones).
+func clusterNodes(st route.State) []string {
+	var out []string
+	for _, m := range st.Members {
+		if m.State != route.Down {
+			out = append(out, m.Addr)
+		}
+	}
+	return out
+}
+
+// dialWatcher opens a watch connection to a storage node.
+func dialWatcher(ctx context.Context, addr string) (*client.Watcher, error) {
+	return client.DialWatcher(ctx, addr, client.Options{Name: "trellis-executor-watch"})
 }
 
 // runFunctionRole runs a coordinator (coord) or an executor until ctx ends.
@@ -207,7 +222,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 		h.Set(c, nil)
 		g.Go(func() error { return c.Run(gctx) })
 	} else {
-		kv := &remote.WatchedKV{KV: remote.KV{Store: rs.store}, Dial: rs.watcher, Logger: log}
+		kv := &remote.WatchedKV{KV: remote.KV{Store: rs.store}, Nodes: rs.nodes, Dial: dialWatcher, Logger: log, Done: ctx.Done()}
 		defer kv.Close()
 		e, err := executor.New(executor.Config{
 			Addr: addr, ID: id, KV: kv, Network: net, Natives: executor.Builtins(),

@@ -5,10 +5,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 
+	"github.com/trellisdb/trellis/client"
+	"github.com/trellisdb/trellis/clusterclient"
 	"github.com/trellisdb/trellis/executor"
+	"github.com/trellisdb/trellis/executor/remote"
 	"github.com/trellisdb/trellis/executor/wasm"
 	"github.com/trellisdb/trellis/kvs"
 )
@@ -33,9 +37,15 @@ type functionRoles struct {
 // newFunctionRoles builds them over store. With a data directory, compiled
 // WebAssembly is cached under it, so a restart does not compile again.
 func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *slog.Logger) (*functionRoles, error) {
+	return buildFunctionRoles(ctx, kvs.Direct{Store: store}, kvs.NewDirect(store), store.NodeID(), cfg.DataDir, log)
+}
+
+// buildFunctionRoles builds a coordinator keeping definitions in coordKV and
+// an executor reading through execKV, connected by direct calls.
+func buildFunctionRoles(ctx context.Context, coordKV, execKV executor.KV, id uint64, dataDir string, log *slog.Logger) (*functionRoles, error) {
 	wcfg := wasm.Config{}
-	if cfg.DataDir != "" {
-		wcfg.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
+	if dataDir != "" {
+		wcfg.CacheDir = filepath.Join(dataDir, "wasm-cache")
 	}
 	rt, err := wasm.NewRuntime(ctx, wcfg)
 	if err != nil {
@@ -43,10 +53,9 @@ func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *sl
 	}
 	natives := executor.Builtins()
 	net := executor.NewLocalNetwork()
-	kv := kvs.Direct{Store: store}
 	wr := &wasmRuntime{rt: rt, mods: make(map[[32]byte]*wasm.Module)}
 	coord, err := executor.NewCoordinator(executor.CoordinatorConfig{
-		Addr: localCoordinator, ID: store.NodeID(), KV: kv, Network: net,
+		Addr: localCoordinator, ID: id, KV: coordKV, Network: net,
 		Validate: func(ctx context.Context, code []byte) error {
 			_, err := wr.Compile(ctx, code) // kept: the executor's first call uses it
 			return err
@@ -59,7 +68,7 @@ func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *sl
 		return nil, err
 	}
 	exec, err := executor.New(executor.Config{
-		Addr: localExecutor, ID: store.NodeID(), KV: kv, Network: net, Natives: natives, Wasm: wr,
+		Addr: localExecutor, ID: id, KV: execKV, Network: net, Natives: natives, Wasm: wr,
 		Coordinators: []string{localCoordinator}, Logger: log.With("role", "executor"),
 	})
 	if err != nil {
@@ -127,3 +136,28 @@ func (w wasmModule) Call(ctx context.Context, h executor.Host, args [][]byte) ([
 // Close does nothing: the module stays compiled for later callers until the
 // runtime closes.
 func (w wasmModule) Close(context.Context) error { return nil }
+
+// clusterFunctionRoles builds the coordinator and executor of `trellis up
+// --storage-nodes N`: they reach the cluster's keys through a cluster
+// client (the coordinator with the system token), and the executor's cache
+// watches its keys at every storage node. close releases the client once
+// the roles stopped.
+func clusterFunctionRoles(ctx context.Context, cfg config, routeAddrs []string, dataDir string, log *slog.Logger) (*functionRoles, func(), error) {
+	cc, err := clusterclient.Dial(ctx, clusterclient.Options{Route: routeAddrs,
+		Client: client.Options{Name: "trellis-functions", Token: cfg.SystemToken}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("functions: %w", err)
+	}
+	kv := remote.KV{Store: cc}
+	watched := &remote.WatchedKV{KV: kv, Nodes: func() []string { return clusterNodes(cc.State()) },
+		Dial: dialWatcher, Logger: log.With("role", "executor"), Done: ctx.Done()}
+	f, err := buildFunctionRoles(ctx, kv, watched, rand.Uint64()|1, dataDir, log)
+	if err != nil {
+		_ = cc.Close()
+		return nil, nil, err
+	}
+	return f, func() {
+		_ = watched.Close()
+		_ = cc.Close()
+	}, nil
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -157,4 +158,45 @@ func TestExecutorKilledMidDAG(t *testing.T) {
 	_, errOut, code = trellisCmd(t, "dag", "delete", "slow", "--addr="+plainAddr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "unauthorized")
+}
+
+// TestFunctionsOnUpCluster: `trellis up --storage-nodes 3` runs a
+// coordinator and an executor that keep their definitions and read their
+// keys in the cluster; a key a function read is written through another
+// node, and the function sees the new value (the executor's cache watches
+// the key at every node).
+func TestFunctionsOnUpCluster(t *testing.T) {
+	n := startProcess(t, "up", "--storage-nodes", "3", "--addr", "127.0.0.1:0", "--resp-addr", "127.0.0.1:0", "--log-level", "warn")
+	lines := waitLines(t, n, "try:")
+	var natives, redis []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "node" {
+			natives, redis = append(natives, f[3]), append(redis, f[5])
+		}
+	}
+	require.Len(t, natives, 3, "banner %q", lines)
+	addr := "--addr=" + natives[0]
+	out, errOut, code := trellisCmd(t, "dag", "register", "nchain", "--fn", "native/increment", "--fn", "native/square",
+		"--edge", "native/increment:native/square", addr)
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+	out, errOut, code = trellisCmd(t, "dag", "call", "nchain", "--arg", "3", addr)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "16\n", out)
+
+	assert.Equal(t, "OK", string(respCall(t, redis[0], "SET", "k", "5").Str))
+	out, errOut, code = trellisCmd(t, "fn", "call", "native/square", "--arg-key", "k", addr)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "25\n", out)
+	for i, v := range []string{"6", "7"} {
+		assert.Equal(t, "OK", string(respCall(t, redis[i+1], "SET", "k", v).Str))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			out, _, _ := trellisCmd(t, "fn", "call", "native/square", "--arg-key", "k", addr)
+			assert.Equal(c, fmt.Sprintf("%d\n", (i+6)*(i+6)), out)
+		}, 10*time.Second, 20*time.Millisecond)
+	}
+	// The reserved namespace is closed on every node.
+	for _, r := range redis {
+		assert.Contains(t, string(respCall(t, r, "SET", "_trellis/dag/nchain", "x").Str), "NOPERM")
+	}
+	n.stop(t)
 }

@@ -74,7 +74,7 @@ func (lc *localCluster) add(ctx context.Context, dir string) (*localNode, error)
 	ncfg := lc.cfg
 	ncfg.NodeID = 0
 	log := lc.log.With("role", "kvs")
-	sn, err := buildStorageNode(ncfg, dir, "127.0.0.1:0", "127.0.0.1:0", lc.routeAddrs(), log)
+	sn, err := buildStorageNode(ncfg, dir, "127.0.0.1:0", "127.0.0.1:0", lc.routeAddrs(), nil, log)
 	if err != nil {
 		return nil, err
 	}

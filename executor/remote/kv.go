@@ -70,30 +70,49 @@ func (k KV) Members(ctx context.Context, key []byte) ([][]byte, error) {
 	return k.Store.SetMembers(ctx, string(key))
 }
 
-// WatchedKV is a KV whose storage node tells which of the keys an
-// executor's cache holds were written (OpWatch, OpChanged on a connection
-// of its own), so that the cache stays fresh: it is an executor.Watcher.
+// WatchedKV is a KV whose storage nodes tell which of the keys an
+// executor's cache holds were written (OpWatch and OpChanged, on a
+// connection of its own to each node), so that the cache stays fresh: it is
+// an executor.Watcher.
 //
-// Watch and Unwatch only note the change; TakeChanged, which the executor
-// calls every executor.Config.RefreshEvery, sends the noted watches, then
-// asks for the keys written since the last time. When the watch connection
-// is lost, the node has forgotten the watches: TakeChanged dials again,
-// watches every key once more and reports every key changed (writes may
-// have gone unseen meanwhile); until it can dial, it reports every key
-// changed each time, which makes the cache re-read them (a poll).
+// Every node named by Nodes watches every cached key: a node reports the
+// writes of the keys it stores, whoever made them (a client, a replica, the
+// gossip), so in a cluster a write reaches the executor through its
+// replicas. Watch and Unwatch only note the change; TakeChanged, which the
+// executor calls every executor.Config.RefreshEvery, connects to nodes that
+// appeared (and drops those that went), sends the noted watches, then asks
+// each node for the keys written since the last time.
+//
+// When a node's watch connection is lost, the node has forgotten its
+// watches: TakeChanged dials again, watches every key once more and reports
+// every key changed (writes may have gone unseen meanwhile); while it cannot
+// dial, it reports every key changed each time, which makes the cache
+// re-read them (a poll).
 type WatchedKV struct {
 	KV
-	// Dial opens the watch connection (client.(*Client).Watcher).
-	Dial func(ctx context.Context) (*client.Watcher, error)
+	// Nodes returns the native addresses of the storage nodes to watch at.
+	// Called by every TakeChanged. Required.
+	Nodes func() []string
+	// Dial opens a watch connection to a node. Required.
+	Dial func(ctx context.Context, addr string) (*client.Watcher, error)
 	// Timeout bounds one TakeChanged's round trips. Default 1 s.
 	Timeout time.Duration
 	// Logger receives connection failures. Default slog.Default().
 	Logger *slog.Logger
+	// Done, when closed, means the process is stopping: connection
+	// failures (the storage nodes stopping too) are not logged. Optional.
+	Done <-chan struct{}
 
-	mu      sync.Mutex
-	keys    map[string]int  // watched key → Watch calls not undone
-	pending map[string]bool // key → watch (true) or unwatch (false), not yet sent
+	mu    sync.Mutex
+	keys  map[string]int        // watched key → Watch calls not undone
+	nodes map[string]*watchConn // by node address
+}
+
+// watchConn is the watch connection to one node.
+type watchConn struct {
+	addr    string
 	w       *client.Watcher // nil: not connected
+	pending map[string]bool // key → watch (true) or unwatch (false), not yet sent; only while connected
 	failing bool            // the last dial failed (logged once)
 }
 
@@ -105,12 +124,15 @@ func (k *WatchedKV) Watch(key []byte) {
 	defer k.mu.Unlock()
 	if k.keys == nil {
 		k.keys = make(map[string]int)
-		k.pending = make(map[string]bool)
 	}
 	s := string(key)
 	k.keys[s]++
 	if k.keys[s] == 1 {
-		k.pending[s] = true
+		for _, c := range k.nodes {
+			if c.w != nil {
+				c.pending[s] = true
+			}
+		}
 	}
 }
 
@@ -124,7 +146,11 @@ func (k *WatchedKV) Unwatch(key []byte) {
 		k.keys[s] = n - 1
 	case n == 1:
 		delete(k.keys, s)
-		k.pending[s] = false
+		for _, c := range k.nodes {
+			if c.w != nil {
+				c.pending[s] = false
+			}
+		}
 	}
 }
 
@@ -137,58 +163,110 @@ func (k *WatchedKV) TakeChanged(dst []string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	k.mu.Lock()
-	w := k.w
-	var watch, unwatch [][]byte
-	if w != nil {
-		for key, on := range k.pending {
-			if on {
-				watch = append(watch, []byte(key))
-			} else {
-				unwatch = append(unwatch, []byte(key))
-			}
-		}
-		clear(k.pending)
+	conns, gone := k.reconcile(k.Nodes())
+	for _, w := range gone {
+		_ = w.Close()
 	}
-	k.mu.Unlock()
-
-	if w == nil {
-		return k.reconnect(ctx, dst)
-	}
-	err := w.Unwatch(ctx, unwatch...)
-	if err == nil {
-		err = w.Watch(ctx, watch...)
-	}
-	if err == nil {
-		var got []string
-		if got, err = w.Changed(ctx, dst); err == nil {
-			return got
+	changed := make(map[string]struct{})
+	all := false
+	for _, c := range conns {
+		if !k.poll(ctx, c, changed) {
+			all = true
 		}
 	}
-	k.log().Warn("watch connection failed; re-reading every cached key", "err", err)
-	k.mu.Lock()
-	if k.w == w {
-		k.w = nil
+	if all {
+		k.mu.Lock()
+		for key := range k.keys {
+			changed[key] = struct{}{}
+		}
+		k.mu.Unlock()
 	}
-	k.mu.Unlock()
-	_ = w.Close()
-	return k.reconnect(ctx, dst)
+	for key := range changed {
+		dst = append(dst, key)
+	}
+	return dst
 }
 
-// reconnect dials the watch connection and watches every key; it reports
-// every key changed whether or not it succeeds.
-func (k *WatchedKV) reconnect(ctx context.Context, dst []string) []string {
+// reconcile makes the node set the one given, and returns the connections
+// to poll and the watchers of nodes that went.
+func (k *WatchedKV) reconcile(addrs []string) (conns []*watchConn, gone []*client.Watcher) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.nodes == nil {
+		k.nodes = make(map[string]*watchConn)
+	}
+	want := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		want[a] = true
+		if k.nodes[a] == nil {
+			k.nodes[a] = &watchConn{addr: a}
+		}
+	}
+	for a, c := range k.nodes {
+		if !want[a] {
+			if c.w != nil {
+				gone = append(gone, c.w)
+			}
+			delete(k.nodes, a)
+			continue
+		}
+		conns = append(conns, c)
+	}
+	return conns, gone
+}
+
+// poll sends c's noted watches and adds the keys its node reports written
+// to changed. false: the node could not tell (every key counts as changed).
+// Only TakeChanged's goroutine calls it, so c.w changes only here.
+func (k *WatchedKV) poll(ctx context.Context, c *watchConn, changed map[string]struct{}) bool {
+	if c.w == nil {
+		k.connect(ctx, c)
+		return false
+	}
+	k.mu.Lock()
+	var watch, unwatch [][]byte
+	for key, on := range c.pending {
+		if on {
+			watch = append(watch, []byte(key))
+		} else {
+			unwatch = append(unwatch, []byte(key))
+		}
+	}
+	clear(c.pending)
+	k.mu.Unlock()
+	err := c.w.Unwatch(ctx, unwatch...)
+	if err == nil {
+		err = c.w.Watch(ctx, watch...)
+	}
+	var got []string
+	if err == nil {
+		got, err = c.w.Changed(ctx, nil)
+	}
+	if err == nil {
+		for _, key := range got {
+			changed[key] = struct{}{}
+		}
+		return true
+	}
+	k.log().Warn("watch connection failed; re-reading every cached key", "node", c.addr, "err", err)
+	k.mu.Lock()
+	w := c.w
+	c.w = nil
+	k.mu.Unlock()
+	_ = w.Close()
+	k.connect(ctx, c)
+	return false
+}
+
+// connect dials c's node and watches every key there.
+func (k *WatchedKV) connect(ctx context.Context, c *watchConn) {
 	k.mu.Lock()
 	all := make([][]byte, 0, len(k.keys))
 	for key := range k.keys {
 		all = append(all, []byte(key))
-		dst = append(dst, key)
 	}
 	k.mu.Unlock()
-	if k.Dial == nil {
-		return dst
-	}
-	w, err := k.Dial(ctx)
+	w, err := k.Dial(ctx, c.addr)
 	if err == nil {
 		if err = w.Watch(ctx, all...); err != nil {
 			_ = w.Close()
@@ -197,44 +275,59 @@ func (k *WatchedKV) reconnect(ctx context.Context, dst []string) []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err != nil {
-		if !k.failing {
-			k.log().Warn("cannot watch the cached keys; re-reading them every refresh", "err", err)
+		if !c.failing {
+			k.log().Warn("cannot watch the cached keys; re-reading them every refresh", "node", c.addr, "err", err)
 		}
-		k.failing = true
-		return dst
+		c.failing = true
+		return
 	}
-	if k.failing {
-		k.log().Info("watching the cached keys again")
+	if c.failing {
+		k.log().Info("watching the cached keys again", "node", c.addr)
 	}
-	k.failing = false
-	k.w = w
-	// The new connection watches the snapshot above: pending changes it
-	// already reflects are done; later ones stay for the next call.
+	c.failing = false
+	c.w = w
+	// The node watches the snapshot above; keys watched or unwatched
+	// since then are the pending changes.
+	c.pending = make(map[string]bool)
 	watched := make(map[string]bool, len(all))
 	for _, key := range all {
 		watched[string(key)] = true
 	}
-	for key, on := range k.pending {
-		if on == watched[key] {
-			delete(k.pending, key)
+	for key := range k.keys {
+		if !watched[key] {
+			c.pending[key] = true
 		}
 	}
-	return dst
+	for key := range watched {
+		if k.keys[key] == 0 {
+			c.pending[key] = false
+		}
+	}
 }
 
-// Close closes the watch connection.
+// Close closes the watch connections.
 func (k *WatchedKV) Close() error {
 	k.mu.Lock()
-	w := k.w
-	k.w = nil
+	var ws []*client.Watcher
+	for _, c := range k.nodes {
+		if c.w != nil {
+			ws = append(ws, c.w)
+			c.w = nil
+		}
+	}
 	k.mu.Unlock()
-	if w != nil {
-		return w.Close()
+	for _, w := range ws {
+		_ = w.Close()
 	}
 	return nil
 }
 
 func (k *WatchedKV) log() *slog.Logger {
+	select {
+	case <-k.Done:
+		return slog.New(slog.DiscardHandler)
+	default:
+	}
 	if k.Logger != nil {
 		return k.Logger
 	}

@@ -74,7 +74,10 @@ func newCluster(t *testing.T, regs ...*executor.Registry) *cluster {
 	}, token)
 	for i, reg := range regs {
 		r := c.start(func(addr string, kv remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error) {
-			wkv := &remote.WatchedKV{KV: remote.KV{Store: kv}, Dial: cl.Watcher}
+			wkv := &remote.WatchedKV{KV: remote.KV{Store: kv}, Nodes: func() []string { return []string{c.kvsAddr} },
+				Dial: func(ctx context.Context, addr string) (*client.Watcher, error) {
+					return client.DialWatcher(ctx, addr, client.Options{})
+				}}
 			e, err := executor.New(executor.Config{
 				Addr: addr, ID: uint64(10 + i), KV: wkv, Network: net, Natives: reg,
 				Coordinators: []string{c.coord.addr}, ReportEvery: 20 * time.Millisecond, Workers: 2,
@@ -276,4 +279,51 @@ func TestHandlerRefusesStrangers(t *testing.T) {
 	resp, err = cl.Do(ctx, &wire.Request{Op: wire.OpDagCall, Key: []byte("x"), Value: nil})
 	require.NoError(t, err)
 	require.ErrorIs(t, resp.Err(), wire.ErrUnavailable, "an executor runs no coordinator")
+}
+
+// TestWatchedKVFallsBackToPolling: while a node cannot be watched, every
+// cached key counts as changed at each refresh (the cache re-reads them);
+// once it can, only written keys do.
+func TestWatchedKVFallsBackToPolling(t *testing.T) {
+	store, err := kvs.NewStore(kvs.StoreConfig{NodeID: 1})
+	require.NoError(t, err)
+	srv, err := kvs.NewServer(store, kvs.ServerConfig{Addr: "127.0.0.1:0", RESPAddr: kvs.AddrOff})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-srv.Ready()
+
+	var reachable atomic.Bool
+	k := &remote.WatchedKV{
+		Nodes: func() []string { return []string{srv.Addr()} },
+		Dial: func(ctx context.Context, addr string) (*client.Watcher, error) {
+			if !reachable.Load() {
+				return nil, wire.ErrUnavailable
+			}
+			return client.DialWatcher(ctx, addr, client.Options{})
+		},
+	}
+	defer k.Close()
+	k.Watch([]byte("a"))
+	k.Watch([]byte("b"))
+	assert.ElementsMatch(t, []string{"a", "b"}, k.TakeChanged(nil), "no connection: everything")
+	assert.ElementsMatch(t, []string{"a", "b"}, k.TakeChanged(nil), "still none")
+	reachable.Store(true)
+	assert.ElementsMatch(t, []string{"a", "b"}, k.TakeChanged(nil), "connected now: everything once more")
+	assert.Empty(t, k.TakeChanged(nil))
+
+	kv, err := client.Dial(ctx, srv.Addr(), client.Options{})
+	require.NoError(t, err)
+	defer kv.Close()
+	require.NoError(t, kv.Set(ctx, "b", []byte("1")))
+	require.NoError(t, kv.Set(ctx, "c", []byte("1")))
+	assert.Equal(t, []string{"b"}, k.TakeChanged(nil))
+	k.Watch([]byte("c")) // sent with the next call
+	k.Unwatch([]byte("b"))
+	assert.Empty(t, k.TakeChanged(nil))
+	require.NoError(t, kv.Set(ctx, "b", []byte("2")))
+	require.NoError(t, kv.Set(ctx, "c", []byte("2")))
+	assert.Equal(t, []string{"c"}, k.TakeChanged(nil))
 }
