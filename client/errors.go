@@ -23,6 +23,9 @@ var (
 	// ErrFunction: a called function returned an error, trapped or
 	// overran its deadline; the message says which and why.
 	ErrFunction = wire.ErrFunction
+	// ErrConflict: a repeatable-read DAG call kept seeing two versions of
+	// one key, through every re-run its coordinator allows.
+	ErrConflict = wire.ErrConflict
 
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("client closed")

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisdb/trellis/consistency"
 	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -440,10 +441,16 @@ func (c *Coordinator) run(ctx context.Context, d *DAG, call *Call) ([]byte, erro
 			c.retries.Add(1)
 		}
 		res, failed, err := c.attempt(ctx, d, call, refs, exclude, attempt, deadline)
-		if failed == "" {
+		switch {
+		case failed != "":
+			exclude[failed] = true
+		case errors.Is(err, consistency.ErrConflict):
+			// A repeatable-read call whose branches read two versions
+			// of a key: run it again (the writes that caused it have
+			// likely settled).
+		default:
 			return res, err
 		}
-		exclude[failed] = true
 		lastErr = err
 		if ctx.Err() != nil {
 			break
@@ -469,12 +476,8 @@ func (c *Coordinator) checkCall(d *DAG, call *Call) error {
 	if size > c.cfg.MaxArgBytes {
 		return fmt.Errorf("%w: arguments of %d bytes exceed the limit of %d", wire.ErrTooLarge, size, c.cfg.MaxArgBytes)
 	}
-	switch call.Consistency {
-	case "", "lww":
-	default:
-		return fmt.Errorf("%w: consistency %q is not served yet (only lww)", wire.ErrBadRequest, call.Consistency)
-	}
-	return nil
+	_, err := consistency.Parse(call.Consistency)
+	return err
 }
 
 // attempt runs d once. failed names an executor that failed (the call

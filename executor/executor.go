@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisdb/trellis/consistency"
 	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -239,6 +240,17 @@ func (e *Executor) Deliver(ctx context.Context, t *Trigger) error {
 		for p, r := range t.Inputs {
 			have.Inputs[p] = r
 		}
+		versions, err := consistency.Join(have.Snapshot, t.Snapshot)
+		if err != nil {
+			// Two branches of a repeatable-read call read two versions
+			// of a key: the call fails here, and its coordinator runs it
+			// again.
+			delete(e.joins, k)
+			e.mu.Unlock()
+			e.finish(ctx, t, Result{}, err)
+			return nil
+		}
+		have.Snapshot = versions
 		if len(have.Inputs) < preds {
 			e.mu.Unlock()
 			return nil
@@ -278,10 +290,14 @@ func (e *Executor) step(ctx context.Context, t *Trigger) *Trigger {
 	}
 	fctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	res, err := e.invoke(fctx, t)
+	var snap *consistency.Snapshot // nil: last-writer-wins reads
+	if level, _ := consistency.Parse(t.Call.Consistency); level == consistency.RepeatableRead {
+		snap = consistency.NewSnapshot(t.Snapshot)
+	}
+	res, err := e.invoke(fctx, t, snap)
 	sink := t.Fn == t.DAG.Sink()
 	if err == nil && sink && t.ResultKey != "" {
-		err = e.put(fctx, []byte(t.ResultKey), res)
+		err = e.put(fctx, []byte(t.ResultKey), res, snap)
 		res = nil
 	}
 	if err != nil {
@@ -294,11 +310,15 @@ func (e *Executor) step(ctx context.Context, t *Trigger) *Trigger {
 		return nil
 	}
 	var inline *Trigger
+	var versions map[string][]byte
+	if snap != nil {
+		versions = snap.Versions()
+	}
 	for _, s := range t.DAG.Succs(t.Fn) {
 		next := &Trigger{
 			CallID: t.CallID, Attempt: t.Attempt, DAG: t.DAG, Schedule: t.Schedule, Fn: s,
 			Args: t.Call.argsFor(t.DAG, s), Call: t.Call, Inputs: map[string][]byte{t.Fn: res},
-			ResultKey: t.ResultKey, ReplyTo: t.ReplyTo, Deadline: t.Deadline,
+			ResultKey: t.ResultKey, ReplyTo: t.ReplyTo, Deadline: t.Deadline, Snapshot: versions,
 		}
 		if inline == nil && t.Schedule[s] == e.cfg.Addr && len(t.DAG.Preds(s)) == 1 {
 			inline = next
@@ -334,14 +354,14 @@ func (e *Executor) finish(ctx context.Context, t *Trigger, r Result, err error) 
 // invoke runs t's function with its arguments: its own (references
 // resolved through the cache), then its predecessors' results in edge
 // order.
-func (e *Executor) invoke(ctx context.Context, t *Trigger) ([]byte, error) {
+func (e *Executor) invoke(ctx context.Context, t *Trigger, snap *consistency.Snapshot) ([]byte, error) {
 	args := make([][]byte, 0, len(t.Args)+len(t.Inputs))
 	for _, a := range t.Args {
 		if !a.Ref {
 			args = append(args, a.Value)
 			continue
 		}
-		v, ok, err := e.read(ctx, a.Value)
+		v, ok, err := e.read(ctx, a.Value, snap)
 		if err != nil {
 			return nil, err
 		}
@@ -353,7 +373,7 @@ func (e *Executor) invoke(ctx context.Context, t *Trigger) ([]byte, error) {
 	for _, p := range t.DAG.Preds(t.Fn) {
 		args = append(args, t.Inputs[p])
 	}
-	h := &host{e: e, t: t}
+	h := &host{e: e, t: t, snap: snap}
 	if fn, ok := e.cfg.Natives.Lookup(t.Fn); ok {
 		res, err := fn(&Ctx{ctx: ctx, h: h}, args)
 		if err != nil {
@@ -445,9 +465,16 @@ func (e *Executor) sweep() {
 }
 
 // read returns key's value as a function sees it: an LWW register's bytes,
-// or a counter's decimal value.
-func (e *Executor) read(ctx context.Context, key []byte) ([]byte, bool, error) {
-	enc, err := e.cache.Get(ctx, key)
+// or a counter's decimal value. With a snapshot (a repeatable-read call),
+// the version the call read first.
+func (e *Executor) read(ctx context.Context, key []byte, snap *consistency.Snapshot) ([]byte, bool, error) {
+	var enc []byte
+	var err error
+	if snap != nil {
+		enc, err = snap.Read(string(key), func() ([]byte, error) { return e.cache.Get(ctx, key) })
+	} else {
+		enc, err = e.cache.Get(ctx, key)
+	}
 	if wire.CodeOf(err) == wire.CodeNotFound {
 		return nil, false, nil
 	}
@@ -468,12 +495,16 @@ func (e *Executor) read(ctx context.Context, key []byte) ([]byte, bool, error) {
 }
 
 // put writes value to key's LWW register: into the cache, then to the KVS.
-func (e *Executor) put(ctx context.Context, key, value []byte) error {
+// With a snapshot, the call's later reads see the write.
+func (e *Executor) put(ctx context.Context, key, value []byte, snap *consistency.Snapshot) error {
 	if IsReserved(key) {
 		return fmt.Errorf("%w: key %q", ErrReserved, key)
 	}
 	enc := lattice.Encode(lattice.NewLWW(e.clock.Now(), e.cfg.ID, value))
-	e.cache.Write(string(key), enc)
+	merged := e.cache.Write(string(key), enc)
+	if snap != nil {
+		snap.Wrote(string(key), merged)
+	}
 	return e.cfg.KV.Put(ctx, key, enc)
 }
 
@@ -532,13 +563,18 @@ func (e *Executor) Message(ctx context.Context, m *Message) error {
 
 // host implements Host for one running function.
 type host struct {
-	e *Executor
-	t *Trigger
+	e    *Executor
+	t    *Trigger
+	snap *consistency.Snapshot // a repeatable-read call's versions; nil otherwise
 }
 
-func (h *host) Get(ctx context.Context, key []byte) ([]byte, bool, error) { return h.e.read(ctx, key) }
+func (h *host) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return h.e.read(ctx, key, h.snap)
+}
 
-func (h *host) Put(ctx context.Context, key, value []byte) error { return h.e.put(ctx, key, value) }
+func (h *host) Put(ctx context.Context, key, value []byte) error {
+	return h.e.put(ctx, key, value, h.snap)
+}
 
 func (h *host) Send(ctx context.Context, to string, msg []byte) error {
 	addr, ok := h.t.Schedule[to]

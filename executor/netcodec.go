@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/trellisdb/trellis/consistency"
 	"github.com/trellisdb/trellis/pack"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -25,9 +26,9 @@ const (
 // AppendBinary appends the trigger's encoding: [format, call id, attempt,
 // bin: DAG, bin: call, [function, executor, ...], function, [arg...],
 // [predecessor, result, ...], result key, reply to, deadline (Unix ns, 0 for
-// none)].
+// none), [key, version, ...] (the snapshot)].
 func (t *Trigger) AppendBinary(b []byte) []byte {
-	b = pack.AppendArrayHeader(b, 12)
+	b = pack.AppendArrayHeader(b, 13)
 	b = pack.AppendUint(b, formatV1)
 	b = pack.AppendUint(b, t.CallID)
 	b = pack.AppendUint(b, uint64(t.Attempt))
@@ -45,7 +46,8 @@ func (t *Trigger) AppendBinary(b []byte) []byte {
 	}
 	b = pack.AppendString(b, t.ResultKey)
 	b = pack.AppendString(b, t.ReplyTo)
-	return pack.AppendInt(b, unixNano(t.Deadline))
+	b = pack.AppendInt(b, unixNano(t.Deadline))
+	return consistency.AppendVersions(b, t.Snapshot)
 }
 
 // appendNested appends what enc appends as one bin value.
@@ -71,7 +73,7 @@ func fromUnixNano(ns int64) time.Time {
 // DecodeTrigger decodes a trigger.
 func DecodeTrigger(b []byte) (*Trigger, error) {
 	rd := pack.NewReader(b)
-	if err := header(&rd, 12, "trigger"); err != nil {
+	if err := header(&rd, 13, "trigger"); err != nil {
 		return nil, err
 	}
 	t := &Trigger{}
@@ -131,6 +133,9 @@ func DecodeTrigger(b []byte) (*Trigger, error) {
 		return nil, fmt.Errorf("%w: trigger: %w", wire.ErrBadRequest, err)
 	}
 	t.Deadline = fromUnixNano(deadline)
+	if t.Snapshot, err = consistency.ReadVersions(&rd); err != nil {
+		return nil, err
+	}
 	return t, trailing(&rd, "trigger")
 }
 

@@ -23,6 +23,9 @@ type Trigger struct {
 	ResultKey string
 	ReplyTo   string    // the coordinator's address
 	Deadline  time.Time // the call's
+	// Snapshot is what a repeatable-read call has read and written so
+	// far, key → version (package consistency); nil for other calls.
+	Snapshot map[string][]byte
 }
 
 // Result is a call's outcome, sent by the executor of the sink (or of the

@@ -22,6 +22,7 @@ const (
 	CodeTimeout      Code = 8  // the operation's deadline passed
 	CodeInternal     Code = 9  // a bug or an unexpected condition on the server
 	CodeFunction     Code = 10 // a function failed: it returned an error, trapped or overran its deadline
+	CodeConflict     Code = 11 // a repeatable-read call saw two versions of one key (the coordinator re-runs it)
 )
 
 // Sentinel errors, one per non-OK code, for errors.Is.
@@ -36,6 +37,7 @@ var (
 	ErrTimeout      = errors.New("timeout")
 	ErrInternal     = errors.New("internal error")
 	ErrFunction     = errors.New("function failed")
+	ErrConflict     = errors.New("conflict")
 )
 
 var sentinels = [...]error{
@@ -49,6 +51,7 @@ var sentinels = [...]error{
 	CodeTimeout:      ErrTimeout,
 	CodeInternal:     ErrInternal,
 	CodeFunction:     ErrFunction,
+	CodeConflict:     ErrConflict,
 }
 
 // Sentinel returns the sentinel error for c, or nil for CodeOK and unknown

@@ -183,15 +183,15 @@ function without successors (the sink) gives the call's result.`,
 	register.Flags().StringArrayVar(&edges, "edge", nil, "an edge FROM:TO (repeatable)")
 
 	var ca callArgs
-	var resultKey string
+	var resultKey, level string
 	call := &cobra.Command{
-		Use:   "call NAME [--arg VALUE]... [--arg-key KEY]... [--result-key KEY]",
+		Use:   "call NAME [--arg VALUE]... [--arg-key KEY]... [--result-key KEY] [--consistency LEVEL]",
 		Short: "Call a DAG and print its result; the arguments go to its source functions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return r.run(c, func(ctx context.Context, cl *client.Client) error {
 				res, err := cl.CallDAG(ctx, args[0], executor.Call{
-					Args: map[string][]executor.Arg{"": ca.args()}, ResultKey: resultKey,
+					Args: map[string][]executor.Arg{"": ca.args()}, ResultKey: resultKey, Consistency: level,
 				}).Get(ctx)
 				if err != nil {
 					return err
@@ -207,6 +207,7 @@ function without successors (the sink) gives the call's result.`,
 	}
 	ca.flags(call)
 	call.Flags().StringVar(&resultKey, "result-key", "", "store the result under this key instead of printing it")
+	call.Flags().StringVar(&level, "consistency", "lww", "what the call's reads see: lww (each read the freshest the executor has) or repeatable-read (every function of the call reads the version the call read first)")
 
 	list := &cobra.Command{
 		Use:   "list",
