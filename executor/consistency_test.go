@@ -1,6 +1,8 @@
 package executor_test
 
 import (
+	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisdb/trellis/executor"
+	"github.com/trellisdb/trellis/kvs"
 	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -146,4 +149,56 @@ func cached(e *executor.Executor, key, want string) bool {
 	}
 	_, _, v, err := lattice.ParseLWW(enc)
 	return err == nil && string(v) == want
+}
+
+// ackKV records the acknowledgement of each write.
+type ackKV struct {
+	kvs.Direct
+	mu   sync.Mutex
+	acks map[string]wire.Ack
+}
+
+func (a *ackKV) Put(ctx context.Context, key, enc []byte) error {
+	return a.PutAck(ctx, key, enc, wire.AckDefault)
+}
+
+func (a *ackKV) PutAck(ctx context.Context, key, enc []byte, ack wire.Ack) error {
+	a.mu.Lock()
+	a.acks[string(key)] = ack
+	a.mu.Unlock()
+	return a.Direct.Put(ctx, key, enc)
+}
+
+// TestCallAckReachesWrites: the acknowledgement a call asks for is the one
+// its functions' writes, and its result key's, wait for.
+func TestCallAckReachesWrites(t *testing.T) {
+	st, err := kvs.NewStore(kvs.StoreConfig{NodeID: 1})
+	require.NoError(t, err)
+	kv := &ackKV{Direct: kvs.Direct{Store: st}, acks: make(map[string]wire.Ack)}
+	r := executor.Builtins()
+	require.NoError(t, r.Register("write", func(c *executor.Ctx, args [][]byte) ([]byte, error) {
+		return args[0], c.Put(string(args[0]), []byte("x"))
+	}))
+	net := executor.NewLocalNetwork()
+	coord, err := executor.NewCoordinator(executor.CoordinatorConfig{Addr: "c", ID: 2, KV: kv, Network: net, Natives: r.Names()})
+	require.NoError(t, err)
+	exec, err := executor.New(executor.Config{Addr: "e", ID: 3, KV: kv, Network: net, Natives: r, Coordinators: []string{"c"}})
+	require.NoError(t, err)
+	net.AddCoordinator(coord)
+	net.AddExecutor(exec)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = coord.Run(ctx) })
+	wg.Go(func() { _ = exec.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	require.NoError(t, coord.RegisterDAG(ctx, executor.Chain("w", "native/write")))
+	for key, ack := range map[string]wire.Ack{"a": wire.AckDefault, "b": wire.AckQuorum, "c": wire.AckDurable} {
+		_, err := coord.CallDAG(ctx, "w", executor.Call{Args: value(key), Ack: ack, ResultKey: "result-" + key})
+		require.NoError(t, err)
+		kv.mu.Lock()
+		assert.Equal(t, ack, kv.acks[key], "the function's write of %s", key)
+		assert.Equal(t, ack, kv.acks["result-"+key], "the result key of %s", key)
+		kv.mu.Unlock()
+	}
 }

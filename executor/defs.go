@@ -344,9 +344,13 @@ type Call struct {
 	// ResultKey, if set, makes the sink's executor store the result under
 	// this key (an LWW register) instead of returning it.
 	ResultKey string
-	// Consistency is the session guarantee (package consistency); only
-	// "" and "lww" are served so far.
+	// Consistency is the session guarantee (package consistency): "" or
+	// "lww", or "repeatable-read".
 	Consistency string
+	// Ack is the acknowledgement the functions' writes (and the result
+	// key's) wait for before the call goes on: wire.AckLocal,
+	// AckQuorum, AckDurable; AckDefault is the storage nodes' default.
+	Ack wire.Ack
 }
 
 // argsFor returns fn's arguments in c.
@@ -374,10 +378,11 @@ func (c *Call) refs(d *DAG) map[string][]string {
 }
 
 // AppendBinary appends the call's encoding: [format, [function, [arg...],
-// ...], result key, consistency]. An argument is a bin whose first byte
-// is 0 for a value and 1 for a key reference.
+// ...], result key, consistency, ack]. An argument is a bin whose first
+// byte is 0 for a value and 1 for a key reference. (A reader also takes
+// the encoding without the ack, which earlier versions wrote.)
 func (c *Call) AppendBinary(b []byte) []byte {
-	b = pack.AppendArrayHeader(b, 4)
+	b = pack.AppendArrayHeader(b, 5)
 	b = pack.AppendUint(b, formatV1)
 	names := make([]string, 0, len(c.Args))
 	for f := range c.Args {
@@ -390,7 +395,8 @@ func (c *Call) AppendBinary(b []byte) []byte {
 		b = AppendArgs(b, c.Args[f])
 	}
 	b = pack.AppendString(b, c.ResultKey)
-	return pack.AppendString(b, c.Consistency)
+	b = pack.AppendString(b, c.Consistency)
+	return pack.AppendUint(b, uint64(c.Ack))
 }
 
 // AppendArgs appends an array of arguments.
@@ -427,8 +433,12 @@ func btoi(b bool) byte {
 func DecodeCall(b []byte) (Call, error) {
 	var c Call
 	rd := pack.NewReader(b)
-	if err := header(&rd, 4, "call"); err != nil {
-		return c, err
+	elems, err := rd.ArrayLen()
+	if err != nil || (elems != 4 && elems != 5) {
+		return c, fmt.Errorf("%w: call: want an array of 5 elements", wire.ErrBadRequest)
+	}
+	if v, err := rd.Uint(); err != nil || v != formatV1 {
+		return c, fmt.Errorf("%w: call: unknown format version", wire.ErrBadRequest)
 	}
 	n, err := rd.ArrayLen()
 	if err != nil || n%2 != 0 || n > 2*(MaxDAGFunctions+1) {
@@ -448,6 +458,13 @@ func DecodeCall(b []byte) (Call, error) {
 	}
 	if c.ResultKey, err = rd.String(); err == nil {
 		c.Consistency, err = rd.String()
+	}
+	if err == nil && elems == 5 {
+		var ack uint64
+		if ack, err = rd.Uint(); err == nil && ack > uint64(wire.AckDurable) {
+			err = fmt.Errorf("unknown ack level %d", ack)
+		}
+		c.Ack = wire.Ack(ack)
 	}
 	if err != nil {
 		return c, fmt.Errorf("%w: %w", ErrBadArgs, err)

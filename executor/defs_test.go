@@ -18,11 +18,21 @@ func TestEncodingsRoundTrip(t *testing.T) {
 	assert.Equal(t, "c", got.Sink())
 	assert.Equal(t, []string{"a", "native/b"}, got.Sources())
 
-	c := Call{Args: map[string][]Arg{"": {Value([]byte("3"))}, "c": {Ref("k"), Value(nil)}}, ResultKey: "r", Consistency: "lww"}
-	gc, err := DecodeCall(c.AppendBinary(nil))
+	c := Call{Args: map[string][]Arg{"": {Value([]byte("3"))}, "c": {Ref("k"), Value(nil)}}, ResultKey: "r", Consistency: "lww", Ack: wire.AckDurable}
+	enc := c.AppendBinary(nil)
+	gc, err := DecodeCall(enc)
 	require.NoError(t, err)
 	assert.Equal(t, c.ResultKey, gc.ResultKey)
 	assert.Equal(t, c.Consistency, gc.Consistency)
+	assert.Equal(t, wire.AckDurable, gc.Ack)
+	// The encoding of earlier versions, without the ack, still decodes.
+	old := append([]byte{0x94}, enc[1:len(enc)-1]...)
+	gold, err := DecodeCall(old)
+	require.NoError(t, err)
+	assert.Equal(t, wire.AckDefault, gold.Ack)
+	assert.Equal(t, c.ResultKey, gold.ResultKey)
+	_, err = DecodeCall(append(enc[:len(enc)-1:len(enc)-1], 9))
+	assert.ErrorIs(t, err, wire.ErrBadRequest, "an unknown ack level")
 	assert.Equal(t, Value([]byte("3")), gc.Args[""][0])
 	assert.Equal(t, Ref("k"), gc.Args["c"][0])
 	assert.Empty(t, gc.Args["c"][1].Value)

@@ -297,7 +297,7 @@ func (e *Executor) step(ctx context.Context, t *Trigger) *Trigger {
 	res, err := e.invoke(fctx, t, snap)
 	sink := t.Fn == t.DAG.Sink()
 	if err == nil && sink && t.ResultKey != "" {
-		err = e.put(fctx, []byte(t.ResultKey), res, snap)
+		err = e.put(fctx, []byte(t.ResultKey), res, snap, t.Call.Ack)
 		res = nil
 	}
 	if err != nil {
@@ -494,9 +494,9 @@ func (e *Executor) read(ctx context.Context, key []byte, snap *consistency.Snaps
 	return nil, false, fmt.Errorf("%w: key %q holds a %s, a function reads registers and counters", wire.ErrTypeMismatch, key, v.Type())
 }
 
-// put writes value to key's LWW register: into the cache, then to the KVS.
-// With a snapshot, the call's later reads see the write.
-func (e *Executor) put(ctx context.Context, key, value []byte, snap *consistency.Snapshot) error {
+// put writes value to key's LWW register: into the cache, then to the KVS,
+// waiting for ack. With a snapshot, the call's later reads see the write.
+func (e *Executor) put(ctx context.Context, key, value []byte, snap *consistency.Snapshot, ack wire.Ack) error {
 	if IsReserved(key) {
 		return fmt.Errorf("%w: key %q", ErrReserved, key)
 	}
@@ -504,6 +504,9 @@ func (e *Executor) put(ctx context.Context, key, value []byte, snap *consistency
 	merged := e.cache.Write(string(key), enc)
 	if snap != nil {
 		snap.Wrote(string(key), merged)
+	}
+	if ap, ok := e.cfg.KV.(AckPutter); ok && ack != wire.AckDefault {
+		return ap.PutAck(ctx, key, enc, ack)
 	}
 	return e.cfg.KV.Put(ctx, key, enc)
 }
@@ -573,7 +576,7 @@ func (h *host) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 }
 
 func (h *host) Put(ctx context.Context, key, value []byte) error {
-	return h.e.put(ctx, key, value, h.snap)
+	return h.e.put(ctx, key, value, h.snap, h.t.Call.Ack)
 }
 
 func (h *host) Send(ctx context.Context, to string, msg []byte) error {

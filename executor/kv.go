@@ -1,6 +1,10 @@
 package executor
 
-import "context"
+import (
+	"context"
+
+	"github.com/trellisdb/trellis/wire"
+)
 
 // KV is the key-value store that executors read and write through their
 // caches and that coordinators keep definitions in. Values are lattice
@@ -20,6 +24,12 @@ type KV interface {
 	SetRemove(ctx context.Context, key, member []byte) error
 	// Members returns the members of the set at key (none if no key).
 	Members(ctx context.Context, key []byte) ([][]byte, error)
+}
+
+// AckPutter is a KV whose writes can wait for an acknowledgement level
+// (Call.Ack). A KV without it writes with its store's default.
+type AckPutter interface {
+	PutAck(ctx context.Context, key, enc []byte, ack wire.Ack) error
 }
 
 // Watcher is a KV that tells a cache which of its keys changed: the KVS

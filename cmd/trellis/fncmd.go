@@ -11,6 +11,7 @@ import (
 	"github.com/trellisdb/trellis/client"
 	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/executor/wasm"
+	"github.com/trellisdb/trellis/wire"
 )
 
 // functionsRunner loads the settings of "fn" and "dag" and runs a command
@@ -183,15 +184,19 @@ function without successors (the sink) gives the call's result.`,
 	register.Flags().StringArrayVar(&edges, "edge", nil, "an edge FROM:TO (repeatable)")
 
 	var ca callArgs
-	var resultKey, level string
+	var resultKey, level, ack string
 	call := &cobra.Command{
 		Use:   "call NAME [--arg VALUE]... [--arg-key KEY]... [--result-key KEY] [--consistency LEVEL]",
 		Short: "Call a DAG and print its result; the arguments go to its source functions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if ack != "" && oneOf("local", "quorum", "durable")(ack) != nil {
+				return &configError{fmt.Sprintf("invalid --ack %q: local, quorum or durable", ack)}
+			}
 			return r.run(c, func(ctx context.Context, cl *client.Client) error {
 				res, err := cl.CallDAG(ctx, args[0], executor.Call{
 					Args: map[string][]executor.Arg{"": ca.args()}, ResultKey: resultKey, Consistency: level,
+					Ack: callAck(ack),
 				}).Get(ctx)
 				if err != nil {
 					return err
@@ -207,6 +212,7 @@ function without successors (the sink) gives the call's result.`,
 	}
 	ca.flags(call)
 	call.Flags().StringVar(&resultKey, "result-key", "", "store the result under this key instead of printing it")
+	call.Flags().StringVar(&ack, "ack", "", "what the functions' writes wait for: local, quorum or durable (default: the storage nodes' own)")
 	call.Flags().StringVar(&level, "consistency", "lww", "what the call's reads see: lww (each read the freshest the executor has) or repeatable-read (every function of the call reads the version the call read first)")
 
 	list := &cobra.Command{
@@ -244,4 +250,12 @@ function without successors (the sink) gives the call's result.`,
 	}
 	cmd.AddCommand(register, call, list, del)
 	return cmd
+}
+
+// callAck maps an --ack value to the protocol's level ("": the default).
+func callAck(s string) wire.Ack {
+	if s == "" {
+		return wire.AckDefault
+	}
+	return parseAck(s)
 }

@@ -116,7 +116,7 @@ func checkRoleConfig(cfg config) error {
 
 // roleStore is the KVS a coordinator or executor uses.
 type roleStore struct {
-	store remote.Store
+	kv remote.KV
 	// nodes returns the storage nodes an executor's cache watches at.
 	nodes func() []string
 	close func() error
@@ -130,13 +130,13 @@ func newRoleStore(ctx context.Context, cfg config, name string) (*roleStore, err
 		if err != nil {
 			return nil, fmt.Errorf("storage node %s: %w", cfg.KVS, err)
 		}
-		return &roleStore{store: c, nodes: func() []string { return []string{cfg.KVS} }, close: c.Close}, nil
+		return &roleStore{kv: remote.ClientKV(c), nodes: func() []string { return []string{cfg.KVS} }, close: c.Close}, nil
 	}
 	c, err := clusterclient.Dial(ctx, clusterclient.Options{Route: splitAddrs(cfg.Route), Client: opts})
 	if err != nil {
 		return nil, fmt.Errorf("cluster at %s: %w", cfg.Route, err)
 	}
-	return &roleStore{store: c, nodes: func() []string { return clusterNodes(c.State()) }, close: c.Close}, nil
+	return &roleStore{kv: remote.ClusterKV(c), nodes: func() []string { return clusterNodes(c.State()) }, close: c.Close}, nil
 }
 
 // clusterNodes returns the native addresses of the members that may hold
@@ -207,7 +207,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 	id := rand.Uint64() | 1
 	if coord {
 		c, err := executor.NewCoordinator(executor.CoordinatorConfig{
-			Addr: addr, ID: id, KV: remote.KV{Store: rs.store}, Network: net, Logger: log,
+			Addr: addr, ID: id, KV: rs.kv, Network: net, Logger: log,
 			Validate: func(ctx context.Context, code []byte) error {
 				m, err := rt.Compile(ctx, code)
 				if err == nil {
@@ -222,7 +222,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 		h.Set(c, nil)
 		g.Go(func() error { return c.Run(gctx) })
 	} else {
-		kv := &remote.WatchedKV{KV: remote.KV{Store: rs.store}, Nodes: rs.nodes, Dial: dialWatcher, Logger: log, Done: ctx.Done()}
+		kv := &remote.WatchedKV{KV: rs.kv, Nodes: rs.nodes, Dial: dialWatcher, Logger: log, Done: ctx.Done()}
 		defer kv.Close()
 		e, err := executor.New(executor.Config{
 			Addr: addr, ID: id, KV: kv, Network: net, Natives: executor.Builtins(),

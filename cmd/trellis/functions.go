@@ -15,6 +15,7 @@ import (
 	"github.com/trellisdb/trellis/executor/remote"
 	"github.com/trellisdb/trellis/executor/wasm"
 	"github.com/trellisdb/trellis/kvs"
+	"github.com/trellisdb/trellis/wire"
 )
 
 // localAddr names the coordinator and the executor of `trellis up` on its
@@ -37,7 +38,34 @@ type functionRoles struct {
 // newFunctionRoles builds them over store. With a data directory, compiled
 // WebAssembly is cached under it, so a restart does not compile again.
 func newFunctionRoles(ctx context.Context, store *kvs.Store, cfg config, log *slog.Logger) (*functionRoles, error) {
-	return buildFunctionRoles(ctx, kvs.Direct{Store: store}, kvs.NewDirect(store), store.NodeID(), cfg.DataDir, log)
+	return buildFunctionRoles(ctx, kvs.Direct{Store: store}, directKV{kvs.NewDirect(store)}, store.NodeID(), cfg.DataDir, log)
+}
+
+// directKV is the executor's store in `trellis up`'s process. On one node a
+// write is merged at once whatever the acknowledgement asked, except
+// durable: it waits until the node's disk has synced it.
+type directKV struct{ kvs.Direct }
+
+// PutAck implements executor.AckPutter.
+func (d directKV) PutAck(ctx context.Context, key, enc []byte, ack wire.Ack) error {
+	if ack != wire.AckDurable {
+		return d.Put(ctx, key, enc)
+	}
+	s := d.Store
+	if !s.HasDisk() {
+		return wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
+	}
+	if err := d.Put(ctx, key, enc); err != nil {
+		return err
+	}
+	synced := make(chan struct{})
+	s.OnDurable(s.WriteSeq(), func() { close(synced) })
+	select {
+	case <-synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for the disk sync: %w", wire.ErrTimeout, ctx.Err())
+	}
 }
 
 // buildFunctionRoles builds a coordinator keeping definitions in coordKV and
@@ -148,7 +176,7 @@ func clusterFunctionRoles(ctx context.Context, cfg config, routeAddrs []string, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("functions: %w", err)
 	}
-	kv := remote.KV{Store: cc}
+	kv := remote.ClusterKV(cc)
 	watched := &remote.WatchedKV{KV: kv, Nodes: func() []string { return clusterNodes(cc.State()) },
 		Dial: dialWatcher, Logger: log.With("role", "executor"), Done: ctx.Done()}
 	f, err := buildFunctionRoles(ctx, kv, watched, rand.Uint64()|1, dataDir, log)

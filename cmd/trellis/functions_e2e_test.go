@@ -66,6 +66,10 @@ func TestFunctionsQuickStart(t *testing.T) {
 	}
 	ok("registered chain", "dag", "register", "chain", "--fn", "increment", "--fn", "square", "--edge", "increment:square", addr)
 	assert.Equal(t, "16\n", ok("16", "dag", "call", "chain", "--arg", "3", addr))
+	// Stored under a result key, acknowledged once on disk; read back.
+	ok("stored under r", "dag", "call", "chain", "--arg", "4", "--result-key", "r", "--ack", "durable", "--consistency", "repeatable-read", addr)
+	got, _ := cli(t, n.native, "", "get", "r")
+	assert.Contains(t, got, "25")
 	assert.Equal(t, "144\n", ok("144", "fn", "call", "native/square", "--arg", "12", addr))
 	assert.Equal(t, "increment\nsquare\nnative/increment\nnative/sleep\nnative/square\n", ok("square", "fn", "list", addr))
 	assert.Equal(t, "chain\n", ok("chain", "dag", "list", addr))
@@ -182,6 +186,10 @@ func TestFunctionsOnUpCluster(t *testing.T) {
 	out, errOut, code = trellisCmd(t, "dag", "call", "nchain", "--arg", "3", addr)
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, "16\n", out)
+	out, errOut, code = trellisCmd(t, "dag", "call", "nchain", "--arg", "4", "--result-key", "r", "--ack", "quorum", addr)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "stored under r\n", out)
+	assert.Equal(t, "25", string(respCall(t, redis[2], "GET", "r").Str))
 
 	assert.Equal(t, "OK", string(respCall(t, redis[0], "SET", "k", "5").Str))
 	out, errOut, code = trellisCmd(t, "fn", "call", "native/square", "--arg-key", "k", addr)

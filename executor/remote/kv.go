@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/trellisdb/trellis/client"
+	"github.com/trellisdb/trellis/clusterclient"
 	"github.com/trellisdb/trellis/executor"
 	"github.com/trellisdb/trellis/lattice"
+	"github.com/trellisdb/trellis/wire"
 )
 
 // Store is the part of a KVS client the roles use: *client.Client (one
@@ -26,9 +28,28 @@ type Store interface {
 }
 
 // KV is executor.KV over a Store.
-type KV struct{ Store Store }
+type KV struct {
+	Store Store
+	// WithAck returns a view of Store whose writes wait for ack (the
+	// clients' WithAck); nil: writes use Store's default whatever a call
+	// asks for.
+	WithAck func(ack wire.Ack) Store
+}
 
-var _ executor.KV = KV{}
+var (
+	_ executor.KV        = KV{}
+	_ executor.AckPutter = KV{}
+)
+
+// ClientKV returns the KV of one storage node's client.
+func ClientKV(c *client.Client) KV {
+	return KV{Store: c, WithAck: func(ack wire.Ack) Store { return c.WithAck(ack) }}
+}
+
+// ClusterKV returns the KV of a cluster's client.
+func ClusterKV(c *clusterclient.Client) KV {
+	return KV{Store: c, WithAck: func(ack wire.Ack) Store { return c.WithAck(ack) }}
+}
 
 // Get returns key's lattice encoding.
 func (k KV) Get(ctx context.Context, key []byte) ([]byte, error) {
@@ -46,6 +67,18 @@ func (k KV) Put(ctx context.Context, key, enc []byte) error {
 		return err
 	}
 	return k.Store.Put(ctx, string(key), v)
+}
+
+// PutAck merges the lattice encoded in enc into key, waiting for ack.
+func (k KV) PutAck(ctx context.Context, key, enc []byte, ack wire.Ack) error {
+	if k.WithAck == nil || ack == wire.AckDefault {
+		return k.Put(ctx, key, enc)
+	}
+	v, err := lattice.Decode(enc)
+	if err != nil {
+		return err
+	}
+	return k.WithAck(ack).Put(ctx, string(key), v)
 }
 
 // Delete deletes key.

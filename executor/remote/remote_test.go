@@ -64,17 +64,17 @@ func newCluster(t *testing.T, regs ...*executor.Registry) *cluster {
 	t.Cleanup(func() { cancel(); <-done })
 	<-srv.Ready()
 	c := &cluster{t: t, kvsAddr: srv.Addr()}
-	c.coord = c.start(func(addr string, kv remote.Store, _ *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error) {
+	c.coord = c.start(func(addr string, _ remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error) {
 		co, err := executor.NewCoordinator(executor.CoordinatorConfig{
-			Addr: addr, ID: 2, KV: remote.KV{Store: kv}, Network: net,
+			Addr: addr, ID: 2, KV: remote.ClientKV(cl), Network: net,
 			ExecutorExpiry: 300 * time.Millisecond, Placement: executor.Placement{RandomShare: -1},
 		})
 		require.NoError(t, err)
 		return co, nil, co.Run
 	}, token)
 	for i, reg := range regs {
-		r := c.start(func(addr string, kv remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error) {
-			wkv := &remote.WatchedKV{KV: remote.KV{Store: kv}, Nodes: func() []string { return []string{c.kvsAddr} },
+		r := c.start(func(addr string, _ remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error) {
+			wkv := &remote.WatchedKV{KV: remote.ClientKV(cl), Nodes: func() []string { return []string{c.kvsAddr} },
 				Dial: func(ctx context.Context, addr string) (*client.Watcher, error) {
 					return client.DialWatcher(ctx, addr, client.Options{})
 				}}
@@ -95,7 +95,7 @@ func newCluster(t *testing.T, regs ...*executor.Registry) *cluster {
 	return c
 }
 
-type build func(addr string, kv remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error)
+type build func(addr string, _ remote.Store, cl *client.Client, net executor.Network) (*executor.Coordinator, *executor.Executor, func(context.Context) error)
 
 // start serves one role on a free port.
 func (c *cluster) start(b build, tok string) *role {
