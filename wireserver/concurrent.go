@@ -105,6 +105,11 @@ func (p *pipeline) read() {
 			c.done <- struct{}{}
 			continue
 		}
+		if s.cfg.Inline != nil && s.cfg.Inline(c.req.Op) {
+			c.out = s.serve(p.ctx, p.from, &c.req, c.out[:0])
+			c.done <- struct{}{}
+			continue
+		}
 		p.wg.Go(func() {
 			c.out = s.serve(p.ctx, p.from, &c.req, c.out[:0])
 			c.done <- struct{}{}

@@ -393,3 +393,41 @@ func TestConcurrentWriteFailure(t *testing.T) {
 	// serves another.
 	awaitSlot(t, s.Addr())
 }
+
+// TestConcurrentInline: an operation named by Config.Inline is handled by
+// the reading goroutine, in arrival order, while other requests run on
+// goroutines of their own; responses keep request order.
+func TestConcurrentInline(t *testing.T) {
+	slow := make(chan struct{})
+	var reading atomic.Int32 // inline handlers running
+	order := make(chan uint64, 8)
+	h := wireserver.HandlerFunc(func(ctx context.Context, from net.Addr, req *wire.Request, out []byte) []byte {
+		if req.Op == wire.OpPing {
+			if reading.Add(1) != 1 {
+				t.Errorf("two inline handlers at once")
+			}
+			order <- req.ID
+			reading.Add(-1)
+			return echo(ctx, from, req, out)
+		}
+		wait(ctx, slow) // the STATS request blocks
+		return wire.AppendNilResult(out, req.ID)
+	})
+	s, _ := start(t, wireserver.Config{Concurrency: 4, Inline: func(op wire.Op) bool { return op == wire.OpPing }}, h)
+	p := dial(t, s.Addr())
+	b := (&wire.Request{ID: 1, Op: wire.OpStats}).AppendFrame(nil)
+	b = append(b, pings(2, 4)...)
+	p.write(b)
+	for id := uint64(2); id <= 4; id++ { // handled while STATS blocks, in order
+		if got := recv(t, order, "an inline request"); got != id {
+			t.Fatalf("inline request %d handled before %d", got, id)
+		}
+	}
+	close(slow)
+	if r := p.mustRead(); r.ID != 1 {
+		t.Fatalf("first response is %d, want 1", r.ID)
+	}
+	for id := uint64(2); id <= 4; id++ {
+		p.expectPing(id)
+	}
+}

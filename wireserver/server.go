@@ -63,6 +63,10 @@ type Config struct {
 	// (the protocol promises it): a response waits for the ones before it.
 	// Default 1: one at a time, in the connection's goroutine.
 	Concurrency int
+	// Inline, with Concurrency above 1, names the operations the reading
+	// goroutine handles itself, without a goroutine of their own: quick
+	// ones whose handler never blocks for long. nil: none.
+	Inline func(op wire.Op) bool
 	// Logger receives connection errors (Debug) and handler failures
 	// (Error). Default: discard.
 	Logger *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/trellisdb/trellis/executor/remote"
 	"github.com/trellisdb/trellis/executor/wasm"
 	"github.com/trellisdb/trellis/route"
+	"github.com/trellisdb/trellis/wire"
 	"github.com/trellisdb/trellis/wireserver"
 )
 
@@ -170,7 +171,16 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 	defer rs.close()
 
 	h := &remote.Handler{Version: buildVersion()}
-	srv, err := wireserver.New(wireserver.Config{Addr: cfg.Addr, Concurrency: callsPerConn, Logger: log}, h)
+	// An executor's requests are deliveries, answered at once: one at a time
+	// on the connection's goroutine. A coordinator's calls block, so they
+	// run side by side; the results and reports from executors do not, and
+	// are answered by the reading goroutine.
+	scfg := wireserver.Config{Addr: cfg.Addr, Logger: log}
+	if coord {
+		scfg.Concurrency = callsPerConn
+		scfg.Inline = func(op wire.Op) bool { return op.IsExec() || op == wire.OpHello || op == wire.OpPing }
+	}
+	srv, err := wireserver.New(scfg, h)
 	if err != nil {
 		return err
 	}
