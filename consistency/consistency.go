@@ -11,7 +11,8 @@
 //     function to its successors (a Snapshot); where two branches of a DAG
 //     read two versions of one key, their join fails with ErrConflict and
 //     the coordinator runs the call again.
-//   - Causal is not served yet.
+//   - Causal: repeatable read, plus every version read respects the
+//     dependencies of the others (see causal.go).
 package consistency
 
 import (
@@ -32,7 +33,7 @@ type Level uint8
 const (
 	LWW            Level = iota // "" or "lww"
 	RepeatableRead              // "repeatable-read"
-	Causal                      // "causal" (refused: not served yet)
+	Causal                      // "causal"
 )
 
 func (l Level) String() string {
@@ -54,9 +55,9 @@ func Parse(name string) (Level, error) {
 	case "repeatable-read":
 		return RepeatableRead, nil
 	case "causal":
-		return Causal, fmt.Errorf("%w: consistency %q is not served yet (lww or repeatable-read)", wire.ErrBadRequest, name)
+		return Causal, nil
 	}
-	return LWW, fmt.Errorf("%w: unknown consistency %q (lww or repeatable-read)", wire.ErrBadRequest, name)
+	return LWW, fmt.Errorf("%w: unknown consistency %q (lww, repeatable-read or causal)", wire.ErrBadRequest, name)
 }
 
 // ErrConflict: two functions of a repeatable-read call read two versions

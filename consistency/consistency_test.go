@@ -12,14 +12,12 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	for name, want := range map[string]Level{"": LWW, "lww": LWW, "repeatable-read": RepeatableRead} {
+	for name, want := range map[string]Level{"": LWW, "lww": LWW, "repeatable-read": RepeatableRead, "causal": Causal} {
 		l, err := Parse(name)
 		require.NoError(t, err, name)
 		assert.Equal(t, want, l)
 	}
-	_, err := Parse("causal")
-	require.ErrorIs(t, err, wire.ErrBadRequest)
-	_, err = Parse("serializable")
+	_, err := Parse("serializable")
 	require.ErrorIs(t, err, wire.ErrBadRequest)
 }
 

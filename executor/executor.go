@@ -290,9 +290,9 @@ func (e *Executor) step(ctx context.Context, t *Trigger) *Trigger {
 	}
 	fctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	var snap *consistency.Snapshot // nil: last-writer-wins reads
-	if level, _ := consistency.Parse(t.Call.Consistency); level == consistency.RepeatableRead {
-		snap = consistency.NewSnapshot(t.Snapshot)
+	var snap *session // nil: last-writer-wins reads
+	if level, _ := consistency.Parse(t.Call.Consistency); level != consistency.LWW {
+		snap = &session{Snapshot: consistency.NewSnapshot(t.Snapshot), causal: level == consistency.Causal}
 	}
 	res, err := e.invoke(fctx, t, snap)
 	sink := t.Fn == t.DAG.Sink()
@@ -354,7 +354,7 @@ func (e *Executor) finish(ctx context.Context, t *Trigger, r Result, err error) 
 // invoke runs t's function with its arguments: its own (references
 // resolved through the cache), then its predecessors' results in edge
 // order.
-func (e *Executor) invoke(ctx context.Context, t *Trigger, snap *consistency.Snapshot) ([]byte, error) {
+func (e *Executor) invoke(ctx context.Context, t *Trigger, snap *session) ([]byte, error) {
 	args := make([][]byte, 0, len(t.Args)+len(t.Inputs))
 	for _, a := range t.Args {
 		if !a.Ref {
@@ -464,16 +464,36 @@ func (e *Executor) sweep() {
 	}
 }
 
+// session is the consistency state of one function's run in a
+// repeatable-read or causal call.
+type session struct {
+	*consistency.Snapshot
+	causal bool
+}
+
 // read returns key's value as a function sees it: an LWW register's bytes,
-// or a counter's decimal value. With a snapshot (a repeatable-read call),
-// the version the call read first.
-func (e *Executor) read(ctx context.Context, key []byte, snap *consistency.Snapshot) ([]byte, bool, error) {
+// a counter's decimal value, a causal value's payload. In a session, the
+// version the call read first (for a causal call, one that keeps the
+// versions read a causal cut).
+func (e *Executor) read(ctx context.Context, key []byte, snap *session) ([]byte, bool, error) {
 	var enc []byte
 	var err error
-	if snap != nil {
-		enc, err = snap.Read(string(key), func() ([]byte, error) { return e.cache.Get(ctx, key) })
-	} else {
-		enc, err = e.cache.Get(ctx, key)
+	cached := func() ([]byte, error) { return e.cache.Get(ctx, key) }
+	switch {
+	case snap == nil:
+		enc, err = cached()
+	case snap.causal:
+		enc, err = snap.ReadCausal(string(key), cached, func() ([]byte, error) {
+			// Past the cache: the KVS's version, which the cache then
+			// merges too.
+			enc, err := e.cfg.KV.Get(ctx, key)
+			if err == nil {
+				enc = e.cache.Write(string(key), enc)
+			}
+			return enc, err
+		})
+	default:
+		enc, err = snap.Read(string(key), cached)
 	}
 	if wire.CodeOf(err) == wire.CodeNotFound {
 		return nil, false, nil
@@ -490,17 +510,28 @@ func (e *Executor) read(ctx context.Context, key []byte, snap *consistency.Snaps
 		return v.Value, true, nil
 	case *lattice.Counter:
 		return strconv.AppendInt(nil, v.Value(), 10), true, nil
+	case *lattice.MultiCausal:
+		return consistency.Payload(v), true, nil
 	}
-	return nil, false, fmt.Errorf("%w: key %q holds a %s, a function reads registers and counters", wire.ErrTypeMismatch, key, v.Type())
+	return nil, false, fmt.Errorf("%w: key %q holds a %s, a function reads registers, counters and causal values", wire.ErrTypeMismatch, key, v.Type())
 }
 
-// put writes value to key's LWW register: into the cache, then to the KVS,
-// waiting for ack. With a snapshot, the call's later reads see the write.
-func (e *Executor) put(ctx context.Context, key, value []byte, snap *consistency.Snapshot, ack wire.Ack) error {
+// put writes value to key: into the cache, then to the KVS, waiting for
+// ack. An LWW register's write, or in a causal call a causal version that
+// depends on what the call read. In a session, the call's later reads see
+// the write.
+func (e *Executor) put(ctx context.Context, key, value []byte, snap *session, ack wire.Ack) error {
 	if IsReserved(key) {
 		return fmt.Errorf("%w: key %q", ErrReserved, key)
 	}
 	enc := lattice.Encode(lattice.NewLWW(e.clock.Now(), e.cfg.ID, value))
+	if snap != nil && snap.causal {
+		base, _ := e.cache.Peek(key)
+		var err error
+		if enc, err = snap.CausalWrite(string(key), base, e.cfg.ID, value); err != nil {
+			return err
+		}
+	}
 	merged := e.cache.Write(string(key), enc)
 	if snap != nil {
 		snap.Wrote(string(key), merged)
@@ -568,7 +599,7 @@ func (e *Executor) Message(ctx context.Context, m *Message) error {
 type host struct {
 	e    *Executor
 	t    *Trigger
-	snap *consistency.Snapshot // a repeatable-read call's versions; nil otherwise
+	snap *session // a repeatable-read or causal call's versions; nil otherwise
 }
 
 func (h *host) Get(ctx context.Context, key []byte) ([]byte, bool, error) {

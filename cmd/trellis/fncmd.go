@@ -213,7 +213,7 @@ function without successors (the sink) gives the call's result.`,
 	ca.flags(call)
 	call.Flags().StringVar(&resultKey, "result-key", "", "store the result under this key instead of printing it")
 	call.Flags().StringVar(&ack, "ack", "", "what the functions' writes wait for: local, quorum or durable (default: the storage nodes' own)")
-	call.Flags().StringVar(&level, "consistency", "lww", "what the call's reads see: lww (each read the freshest the executor has) or repeatable-read (every function of the call reads the version the call read first)")
+	call.Flags().StringVar(&level, "consistency", "lww", "what the call's reads see: lww (each read the freshest the executor has), repeatable-read (every function of the call reads the version the call read first) or causal (repeatable read whose versions respect each other's dependencies; writes become causal versions)")
 
 	list := &cobra.Command{
 		Use:   "list",
