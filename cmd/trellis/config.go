@@ -118,7 +118,7 @@ var settings = []setting{
 		func(c *config) *string { return &c.RESPAddr }, listenerAddr, cmdUp, cmdKVS),
 	str("http-addr", "",
 		`HTTP address serving /healthz, /readyz and /debug/pprof/ ("" disables it).`,
-		func(c *config) *string { return &c.HTTPAddr }, optionalAddr, cmdUp, cmdKVS),
+		func(c *config) *string { return &c.HTTPAddr }, optionalAddr, cmdUp, cmdKVS, cmdCoordinator, cmdExecutor),
 	str("data-dir", "",
 		`Directory for the node's persistent state, created if missing: its node id, its keys (the disk tier), for a routing node the Raft log and snapshots, for an executor its compiled WebAssembly ("" keeps everything in memory only).`,
 		func(c *config) *string { return &c.DataDir }, nil, cmdUp, cmdKVS, cmdRoute, cmdExecutor),

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -184,12 +186,23 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 	if err != nil {
 		return err
 	}
-	net := remote.NewNetwork(client.Options{Name: "trellis-" + role})
-	defer net.Close()
+	network := remote.NewNetwork(client.Options{Name: "trellis-" + role})
+	defer network.Close()
 
+	var httpLn net.Listener
+	if cfg.HTTPAddr != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
+	var ready atomic.Bool
+	if httpLn != nil {
+		h := newHTTPHandler(func() bool { return ready.Load() && gctx.Err() == nil })
+		g.Go(func() error { return serveHTTP(gctx, httpLn, h) })
+	}
 	// fail stops what started and returns err.
 	fail := func(err error) error {
 		cancel()
@@ -217,7 +230,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 	id := rand.Uint64() | 1
 	if coord {
 		c, err := executor.NewCoordinator(executor.CoordinatorConfig{
-			Addr: addr, ID: id, KV: rs.kv, Network: net, Logger: log,
+			Addr: addr, ID: id, KV: rs.kv, Network: network, Logger: log,
 			Validate: func(ctx context.Context, code []byte) error {
 				m, err := rt.Compile(ctx, code)
 				if err == nil {
@@ -235,7 +248,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 		kv := &remote.WatchedKV{KV: rs.kv, Nodes: rs.nodes, Dial: dialWatcher, Logger: log, Done: ctx.Done()}
 		defer kv.Close()
 		e, err := executor.New(executor.Config{
-			Addr: addr, ID: id, KV: kv, Network: net, Natives: executor.Builtins(),
+			Addr: addr, ID: id, KV: kv, Network: network, Natives: executor.Builtins(),
 			Wasm:    &wasmRuntime{rt: rt, mods: make(map[[32]byte]*wasm.Module)},
 			Workers: cfg.Workers, CacheBytes: int64(cfg.CacheBytes),
 			Coordinators: splitAddrs(cfg.Coordinators), Logger: log,
@@ -246,6 +259,7 @@ func runFunctionRole(ctx context.Context, cfg config, s streams, coord bool) err
 		h.Set(nil, e)
 		g.Go(func() error { return e.Run(gctx) })
 	}
+	ready.Store(true)
 	printRoleBanner(s.out, role, addr)
 	log.Info(role+" ready", "native", addr, "kvs", cfg.KVS, "route", cfg.Route)
 	return ignoreCanceled(g.Wait())
