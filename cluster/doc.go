@@ -11,6 +11,14 @@
 // work, which tests can also do step by step with GossipOnce and
 // AntiEntropyOnce. Peers are reached through a Transport (memnet in tests).
 //
+// A client write of the common kind (one key, a local or quorum
+// acknowledgement, an epoch no newer than the node's) is served on the
+// storage node's event loop that read it (ServeOnLoop): the REPLICATE
+// calls go out over that loop's own peer connections (kvs.Loop) and their
+// answers are counted there, with the same rules as Replicate (one round
+// type, round, for both). Only a refusal for a newer epoch moves the
+// write to a goroutine, for the refresh and the rounds after it.
+//
 // Replication moves whole cells (lattice.Cell: the value and its delete
 // epoch), and every receiver merges them (kvs.Store.MergeCell), so repeated,
 // reordered or concurrent deliveries converge.

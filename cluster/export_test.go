@@ -15,3 +15,7 @@ func SetFetchReplyLimit(n int) (restore func()) {
 	maxFetchReply = n
 	return func() { maxFetchReply = old }
 }
+
+// LoopWrites returns how many writes ServeOnLoop replicated from an event
+// loop (those that needed acknowledgements from peers).
+func (n *Node) LoopWrites() uint64 { return n.loopWrites.Load() }

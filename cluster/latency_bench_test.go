@@ -29,35 +29,37 @@ type tcpNode struct {
 // (replication factor n), on loopback ports, and stops them when the test
 // ends.
 func startTCPCluster(tb testing.TB, n int) []*tcpNode {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, n)
-	var nodes []*tcpNode
+	return startTCPClusterWith(tb, n, tcpOptions{})
+}
+
+// startTCPClusterWith is startTCPCluster with options.
+func startTCPClusterWith(tb testing.TB, n int, opts tcpOptions) []*tcpNode {
+	nodes := startTCPNodes(tb, n, opts)
 	st := route.State{Epoch: 1, DefaultRF: n}
-	for i := range n {
-		tn := &tcpNode{id: uint64(i + 1)}
-		var err error
-		tn.store, err = kvs.NewStore(kvs.StoreConfig{NodeID: tn.id, Shards: 4, Logger: quiet})
-		require.NoError(tb, err)
-		tn.transport = cluster.NewTCPTransport(client.Options{Conns: 2, Name: "trellis-peer"})
-		tn.node, err = cluster.New(cluster.Config{ID: tn.id, Store: tn.store, Transport: tn.transport, Logger: quiet})
-		require.NoError(tb, err)
-		tn.srv, err = kvs.NewServer(tn.store, kvs.ServerConfig{Addr: "127.0.0.1:0", RESPAddr: kvs.AddrOff,
-			Cluster: tn.node, Logger: quiet})
-		require.NoError(tb, err)
-		go func() { done <- tn.srv.Run(ctx) }()
-		select {
-		case <-tn.srv.Ready():
-		case err := <-done:
-			cancel()
-			tb.Fatalf("node %d: %v", tn.id, err)
-		}
+	for _, tn := range nodes {
 		st.Members = append(st.Members, route.Member{ID: tn.id, Addr: tn.srv.Addr(), State: route.Active})
-		nodes = append(nodes, tn)
 	}
 	for _, tn := range nodes {
 		require.NoError(tb, tn.node.SetState(st))
 	}
-	tb.Cleanup(func() {
+	return nodes
+}
+
+// tcpOptions changes what startTCPNodes starts.
+type tcpOptions struct {
+	// config, if set, changes the cluster configuration of each node.
+	config func(*cluster.Config)
+	// resp serves the Redis protocol too.
+	resp bool
+}
+
+// startTCPNodes starts n storage nodes with ids 1 to n on loopback ports,
+// with no routing state, and stops them when the test ends.
+func startTCPNodes(tb testing.TB, n int, opts tcpOptions) []*tcpNode {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, n)
+	var nodes []*tcpNode
+	stop := func() {
 		cancel()
 		for range nodes {
 			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -68,7 +70,35 @@ func startTCPCluster(tb testing.TB, n int) []*tcpNode {
 			tn.transport.Close()
 			tn.node.Close()
 		}
-	})
+	}
+	tb.Cleanup(stop)
+	for i := range n {
+		tn := &tcpNode{id: uint64(i + 1)}
+		var err error
+		tn.store, err = kvs.NewStore(kvs.StoreConfig{NodeID: tn.id, Shards: 4, Logger: quiet})
+		require.NoError(tb, err)
+		tn.transport = cluster.NewTCPTransport(client.Options{Conns: 2, Name: "trellis-peer"})
+		cfg := cluster.Config{ID: tn.id, Store: tn.store, Transport: tn.transport, Logger: quiet}
+		if opts.config != nil {
+			opts.config(&cfg)
+		}
+		tn.node, err = cluster.New(cfg)
+		require.NoError(tb, err)
+		srvCfg := kvs.ServerConfig{Addr: "127.0.0.1:0", RESPAddr: kvs.AddrOff, Cluster: tn.node, Logger: quiet}
+		if opts.resp {
+			srvCfg.RESPAddr = "127.0.0.1:0"
+		}
+		tn.srv, err = kvs.NewServer(tn.store, srvCfg)
+		require.NoError(tb, err)
+		nodes = append(nodes, tn)
+		go func() { done <- tn.srv.Run(ctx) }()
+		select {
+		case <-tn.srv.Ready():
+		case err := <-done:
+			nodes = nodes[:len(nodes)-1]
+			tb.Fatalf("node %d: %v", tn.id, err)
+		}
+	}
 	return nodes
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -224,11 +225,12 @@ type Node struct {
 	mu      sync.Mutex          // guards pending
 	pending map[string]struct{} // keys whose cell some replica may lack
 
-	bg     sync.WaitGroup // replication calls that outlive their request
+	bg     inflight // replication calls and goroutines that outlive their request
 	closed atomic.Bool
 	resp   respPool // connections for forwarding Redis commands
 
-	refreshing atomic.Bool // a background refresh is running
+	refreshing atomic.Bool   // a background refresh is running
+	loopWrites atomic.Uint64 // writes replicated from an event loop (loop.go)
 
 	digestCache digestCache // the last anti-entropy digests (serve.go)
 }
@@ -324,13 +326,23 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 			return err
 		}
 	}
-	var err error
+	used, newer, err := n.replicateOnce(ctx, key, ack)
+	return n.replicateRounds(ctx, key, ack, used, newer, err)
+}
+
+// maxReplicateRounds bounds Replicate's rounds after refusals for an
+// out-of-date epoch.
+const maxReplicateRounds = 4
+
+// replicateRounds continues Replicate after its first round, which used
+// the epoch used, saw refusals up to epoch newer and ended with err: while
+// a replica refused for a newer epoch and the node's own epoch moves on (a
+// refresh), it runs another round, maxReplicateRounds in all.
+func (n *Node) replicateRounds(ctx context.Context, key []byte, ack wire.Ack, used, newer uint64, err error) error {
 	// Epochs move in quick succession while a member joins or leaves
 	// (register, activate, ...): a few rounds, each after a refresh that
 	// moved this node's epoch.
-	for attempt := 0; attempt < maxReplicateRounds; attempt++ {
-		var used, newer uint64
-		used, newer, err = n.replicateOnce(ctx, key, ack)
+	for round := 1; ; round++ {
 		if err == nil || newer <= used {
 			return err
 		}
@@ -339,20 +351,31 @@ func (n *Node) Replicate(ctx context.Context, key []byte, ack wire.Ack) error {
 		if n.Epoch() <= used && !n.refresh(ctx) {
 			return err
 		}
+		if round == maxReplicateRounds {
+			return err
+		}
+		used, newer, err = n.replicateOnce(ctx, key, ack)
 	}
-	return err
 }
 
-// maxReplicateRounds bounds Replicate's rounds after refusals for an
-// out-of-date epoch.
-const maxReplicateRounds = 4
+// round is one round of a write's replication with one routing view: the
+// peers it sends the key's cell to, and the count of their answers toward
+// the acknowledgements the write needs. Replicate runs rounds on its
+// goroutine, ServeOnLoop on an event loop; both count with record.
+type round struct {
+	epoch   uint64         // the view's
+	peers   []route.Member // every replica but this node (both rings)
+	counted []route.Member // the members whose copies count
+	need    int            // acknowledgements needed from peers (0: none)
 
-// replicateOnce does one round of Replicate with the current view. used is
-// the view's epoch, newer the newest epoch a replica refused for (0 if
-// none).
-func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (used, newer uint64, err error) {
-	v := n.view.Load()
-	used = v.state.Epoch
+	acked, answered int
+	newer           uint64 // the newest epoch a peer refused for
+	last            error  // the last refusal, for the error message
+}
+
+// newRound plans a round of replicating key with ack under v.
+func (n *Node) newRound(v *view, key []byte, ack wire.Ack) *round {
+	r := &round{epoch: v.state.Epoch}
 	var buf [8]route.Member
 	targets := v.allReplicas(key, buf[:0])
 	var current [8]route.Member
@@ -366,71 +389,102 @@ func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (use
 	if len(replicas) < v.state.RF(key) {
 		counted = targets
 	}
-	self := containsMember(counted, n.cfg.ID)
-	need := 0
 	if ack != wire.AckLocal {
-		need = quorum(len(counted))
-		if self {
-			need-- // this node's own copy counts
+		r.need = quorum(len(counted))
+		if containsMember(counted, n.cfg.ID) {
+			r.need-- // this node's own copy counts
 		}
 	}
-	var peers []route.Member
 	for _, m := range targets {
 		if m.ID != n.cfg.ID {
-			peers = append(peers, m)
+			r.peers = append(r.peers, m)
 		}
 	}
-	if len(peers) == 0 {
-		return used, 0, nil
+	r.counted = slices.Clone(counted)
+	return r
+}
+
+// counts reports whether p's copy counts toward the round's quorum.
+func (r *round) counts(p route.Member) bool { return containsMember(r.counted, p.ID) }
+
+// record takes the answer of a peer (err: its refusal or a transport
+// error; counts: r.counts of the peer) and reports whether the round is
+// decided: enough acknowledgements, or every peer answered.
+func (r *round) record(counts bool, err error) (decided bool) {
+	r.answered++
+	r.newer = max(r.newer, newerEpoch(err, r.epoch))
+	if err != nil {
+		r.last = err
+	} else if counts {
+		r.acked++
 	}
-	cell, ok := n.store.Cell(key, nil)
-	if !ok {
-		return used, 0, nil // nothing to replicate (a tombstone already collected)
+	return r.acked >= r.need || r.answered == len(r.peers)
+}
+
+// err returns the round's outcome once decided: nil if enough peers
+// acknowledged, else the reason.
+func (r *round) err() error {
+	switch {
+	case r.acked >= r.need:
+		return nil
+	case r.last != nil:
+		return fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d; last refusal: %v)",
+			ErrQuorum, r.acked, r.need, len(r.counted), r.epoch, r.last)
 	}
-	if need == 0 {
-		n.enqueue(key)
-		return used, 0, nil
+	return fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d)", ErrQuorum, r.acked, r.need, len(r.counted), r.epoch)
+}
+
+// replicateOnce does one round of Replicate with the current view. used is
+// the view's epoch, newer the newest epoch a replica refused for (0 if
+// none).
+func (n *Node) replicateOnce(ctx context.Context, key []byte, ack wire.Ack) (used, newer uint64, err error) {
+	r := n.newRound(n.view.Load(), key, ack)
+	cell, send := n.startRound(r, key)
+	if !send {
+		return r.epoch, 0, nil
 	}
 	// Send to every peer at once. The calls outlive this request (the other
 	// replicas get the write too), bounded by ReplicaTimeout; a call that
 	// fails queues the key for gossip itself, so nobody has to wait for the
 	// stragglers. The channel holds every result, so no sender blocks.
 	type result struct {
-		ok    bool
-		newer uint64
-		err   error
+		counts bool
+		err    error
 	}
-	results := make(chan result, len(peers))
-	epoch := v.state.Epoch
-	for _, p := range peers {
-		counts := containsMember(counted, p.ID)
-		n.replicateTo(p, key, cell, ack, epoch, func(err error) {
-			results <- result{ok: err == nil && counts, newer: newerEpoch(err, epoch), err: err}
-		})
+	results := make(chan result, len(r.peers))
+	for _, p := range r.peers {
+		counts := r.counts(p)
+		n.replicateTo(n.start, p, key, cell, ack, r.epoch, func(err error) { results <- result{counts, err} })
 	}
-	acked := 0
-	var last error // the last refusal, for the error message
-	for range peers {
+	for {
 		select {
-		case r := <-results:
-			newer = max(newer, r.newer)
-			if r.err != nil {
-				last = r.err
-			}
-			if r.ok {
-				if acked++; acked >= need {
-					return used, newer, nil
-				}
+		case res := <-results:
+			if r.record(res.counts, res.err) {
+				return r.epoch, r.newer, r.err()
 			}
 		case <-ctx.Done():
-			return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, acked, need, ctx.Err())
+			return r.epoch, r.newer, fmt.Errorf("%w: %d of %d replica acknowledgements: %w", ErrQuorum, r.acked, r.need, ctx.Err())
 		}
 	}
-	if last != nil {
-		return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d; last refusal: %v)",
-			ErrQuorum, acked, need, len(counted), epoch, last)
+}
+
+// startRound returns key's cell and whether the round must send it and
+// wait: not when the key has no other replica, no longer has a cell (a
+// tombstone already collected), or needs no acknowledgement from its peers
+// (then it is queued for gossip).
+func (n *Node) startRound(r *round, key []byte) (cell []byte, send bool) {
+	if len(r.peers) == 0 {
+		return nil, false
 	}
-	return used, newer, fmt.Errorf("%w: %d of %d replica acknowledgements (%d replicas in epoch %d)", ErrQuorum, acked, need, len(counted), epoch)
+	cell, ok := n.store.Cell(key, nil)
+	if !ok {
+		return nil, false
+	}
+	if r.need == 0 {
+		n.enqueue(key)
+		return nil, false
+	}
+	return cell, true
 }
 
 // newerEpoch returns the epoch of a wrong-owner error if it is newer than
@@ -479,15 +533,33 @@ func (n *Node) refreshSoon() {
 	}()
 }
 
-// replicateTo sends one REPLICATE call, bounded by ReplicaTimeout, and
-// reports its outcome to done, once, possibly before it returns; a call that
-// failed has queued the key for gossip by then. The call runs on its own
-// goroutine unless the transport can start it (AsyncTransport); Wait waits
-// for it either way.
-func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack, epoch uint64, done func(error)) {
+// startFunc starts a call to a peer and reports its outcome to done, once,
+// within timeout (AsyncTransport.Start's contract; kvs.Loop.Send's).
+type startFunc func(to string, req *wire.Request, timeout time.Duration, done func(*wire.Response, error))
+
+// start starts a call through the node's transport: with Start if it is an
+// AsyncTransport, else with Call on a goroutine of its own.
+func (n *Node) start(to string, req *wire.Request, timeout time.Duration, done func(*wire.Response, error)) {
+	if at, ok := n.cfg.Transport.(AsyncTransport); ok {
+		at.Start(to, req, timeout, done)
+		return
+	}
+	r := *req // Start does not keep req; the goroutine outlives it
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done(n.cfg.Transport.Call(ctx, to, &r))
+	}()
+}
+
+// replicateTo sends one REPLICATE call with start, bounded by
+// ReplicaTimeout, and reports its outcome to done, once, possibly before it
+// returns; a call that failed has queued the key for gossip by then. Wait
+// waits for the call.
+func (n *Node) replicateTo(start startFunc, p route.Member, key, cell []byte, ack wire.Ack, epoch uint64, done func(error)) {
 	req := wire.Request{Op: wire.OpReplicate, Key: key, Value: cell, Opts: wire.Options{Ack: ack, Epoch: epoch}}
 	n.bg.Add(1)
-	finish := func(resp *wire.Response, err error) {
+	start(p.Addr, &req, n.cfg.ReplicaTimeout, func(resp *wire.Response, err error) {
 		defer n.bg.Done()
 		if err == nil {
 			err = resp.Err()
@@ -496,16 +568,7 @@ func (n *Node) replicateTo(p route.Member, key, cell []byte, ack wire.Ack, epoch
 			n.enqueue(key)
 		}
 		done(err)
-	}
-	if at, ok := n.cfg.Transport.(AsyncTransport); ok {
-		at.Start(p.Addr, &req, n.cfg.ReplicaTimeout, finish)
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReplicaTimeout)
-		defer cancel()
-		finish(n.cfg.Transport.Call(ctx, p.Addr, &req))
-	}()
+	})
 }
 
 // waitDurable waits until the store has synced every write made so far.
@@ -551,3 +614,44 @@ func (n *Node) Close() {
 }
 
 var _ kvs.Cluster = (*Node)(nil)
+
+// inflight counts work under way, like a sync.WaitGroup, except that work
+// may start while Wait waits (event loops start replication calls whenever
+// writes come): Wait returns once the count has dropped to zero.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to zero; nil when nobody waits
+}
+
+// Add adds d (negative: work done) to the count.
+func (f *inflight) Add(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += d
+	if f.n < 0 {
+		panic("cluster: negative in-flight count")
+	}
+	if f.n == 0 && f.zero != nil {
+		close(f.zero)
+		f.zero = nil
+	}
+}
+
+// Done marks one piece of work done.
+func (f *inflight) Done() { f.Add(-1) }
+
+// Wait waits until the count is zero.
+func (f *inflight) Wait() {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return
+	}
+	if f.zero == nil {
+		f.zero = make(chan struct{})
+	}
+	zero := f.zero
+	f.mu.Unlock()
+	<-zero
+}

@@ -14,94 +14,9 @@ import (
 
 	"github.com/trellisdb/trellis/client"
 	"github.com/trellisdb/trellis/cluster"
+	"github.com/trellisdb/trellis/internal/wiretest"
 	"github.com/trellisdb/trellis/wire"
 )
-
-// fakePeer speaks the native protocol on loopback: answer decides each
-// request's response frame (nil: no answer; the connection stays open).
-type fakePeer struct {
-	ln      net.Listener
-	answer  func(req *wire.Request) []byte
-	accepts atomic.Int32
-	hangups atomic.Int32 // connections the other side closed
-
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newFakePeer(t *testing.T, answer func(req *wire.Request) []byte) *fakePeer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &fakePeer{ln: ln, answer: answer}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *fakePeer) addr() string { return p.ln.Addr().String() }
-
-func (p *fakePeer) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.accepts.Add(1)
-		p.mu.Lock()
-		p.conns = append(p.conns, c)
-		p.mu.Unlock()
-		p.wg.Add(1)
-		go p.serve(c)
-	}
-}
-
-func (p *fakePeer) serve(c net.Conn) {
-	defer p.wg.Done()
-	var buf []byte
-	chunk := make([]byte, 4096)
-	for {
-		n, err := c.Read(chunk)
-		if err != nil {
-			p.hangups.Add(1)
-			return
-		}
-		buf = append(buf, chunk[:n]...)
-		for {
-			body, size, err := wire.SplitFrame(buf, wire.Limits{})
-			if err != nil {
-				break
-			}
-			var req wire.Request
-			if req.Decode(body, wire.Limits{}) == nil {
-				if out := p.answer(&req); out != nil {
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}
-			buf = buf[size:]
-		}
-	}
-}
-
-// dropConns closes the connections accepted so far.
-func (p *fakePeer) dropConns() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *fakePeer) close() {
-	p.ln.Close()
-	p.dropConns()
-	p.wg.Wait()
-}
 
 // answerAll answers HELLO and PING with nil, every other request with the
 // integer 1.
@@ -144,7 +59,7 @@ func await(t *testing.T, ch <-chan outcome) outcome {
 }
 
 func TestTCPTransportStartPipelines(t *testing.T) {
-	peer := newFakePeer(t, answerAll)
+	peer := wiretest.NewPeer(t, answerAll)
 	tr := cluster.NewTCPTransport(client.Options{Name: "test"})
 	defer tr.Close()
 
@@ -157,7 +72,7 @@ func TestTCPTransportStartPipelines(t *testing.T) {
 			defer wg.Done()
 			for i := range calls {
 				req := wire.Request{Op: wire.OpReplicate, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("cell")}
-				o := await(t, start(tr, peer.addr(), &req, 5*time.Second))
+				o := await(t, start(tr, peer.Addr(), &req, 5*time.Second))
 				if o.err != nil || o.code != wire.CodeOK {
 					t.Errorf("call %d: %+v", i, o)
 					return
@@ -168,11 +83,11 @@ func TestTCPTransportStartPipelines(t *testing.T) {
 	}
 	wg.Wait()
 	require.EqualValues(t, callers*calls, done.Load())
-	require.EqualValues(t, 1, peer.accepts.Load(), "every call on one stream")
+	require.EqualValues(t, 1, peer.Accepts.Load(), "every call on one stream")
 }
 
 func TestTCPTransportStartServerError(t *testing.T) {
-	peer := newFakePeer(t, func(req *wire.Request) []byte {
+	peer := wiretest.NewPeer(t, func(req *wire.Request) []byte {
 		if req.Op == wire.OpReplicate {
 			return wire.AppendError(nil, req.ID, &wire.Error{Code: wire.CodeWrongOwner, Msg: "newer", Epoch: 9})
 		}
@@ -180,7 +95,7 @@ func TestTCPTransportStartServerError(t *testing.T) {
 	})
 	tr := cluster.NewTCPTransport(client.Options{})
 	defer tr.Close()
-	o := await(t, start(tr, peer.addr(), &wire.Request{Op: wire.OpReplicate, Key: []byte("k")}, 5*time.Second))
+	o := await(t, start(tr, peer.Addr(), &wire.Request{Op: wire.OpReplicate, Key: []byte("k")}, 5*time.Second))
 	require.NoError(t, o.err)
 	require.Equal(t, wire.CodeWrongOwner, o.code, "a server error is a response, not a transport error")
 }
@@ -188,7 +103,7 @@ func TestTCPTransportStartServerError(t *testing.T) {
 func TestTCPTransportStartTimesOut(t *testing.T) {
 	silent := atomic.Bool{}
 	silent.Store(true)
-	peer := newFakePeer(t, func(req *wire.Request) []byte {
+	peer := wiretest.NewPeer(t, func(req *wire.Request) []byte {
 		if req.Op == wire.OpReplicate && silent.Load() {
 			return nil
 		}
@@ -198,36 +113,36 @@ func TestTCPTransportStartTimesOut(t *testing.T) {
 	defer tr.Close()
 	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
 	began := time.Now()
-	o := await(t, start(tr, peer.addr(), &req, 100*time.Millisecond))
+	o := await(t, start(tr, peer.Addr(), &req, 100*time.Millisecond))
 	require.ErrorIs(t, o.err, wire.ErrTimeout)
 	require.GreaterOrEqual(t, time.Since(began), 100*time.Millisecond)
 
 	// The stream that timed out is gone: the next call dials a new one.
 	silent.Store(false)
-	o = await(t, start(tr, peer.addr(), &req, 5*time.Second))
+	o = await(t, start(tr, peer.Addr(), &req, 5*time.Second))
 	require.NoError(t, o.err)
-	require.EqualValues(t, 2, peer.accepts.Load())
+	require.EqualValues(t, 2, peer.Accepts.Load())
 }
 
 func TestTCPTransportStartSurvivesIdleDeadline(t *testing.T) {
-	peer := newFakePeer(t, answerAll)
+	peer := wiretest.NewPeer(t, answerAll)
 	tr := cluster.NewTCPTransport(client.Options{})
 	defer tr.Close()
 	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
 	const timeout = 50 * time.Millisecond
 	for range 3 {
-		o := await(t, start(tr, peer.addr(), &req, timeout))
+		o := await(t, start(tr, peer.Addr(), &req, timeout))
 		require.NoError(t, o.err)
 		// Idle past the deadline armed by the call that answered: the
 		// stream clears it rather than failing (and hanging up).
-		require.Never(t, func() bool { return peer.hangups.Load() > 0 }, 2*timeout, timeout/10)
+		require.Never(t, func() bool { return peer.Hangups.Load() > 0 }, 2*timeout, timeout/10)
 	}
-	require.EqualValues(t, 1, peer.accepts.Load(), "an idle stream is kept")
+	require.EqualValues(t, 1, peer.Accepts.Load(), "an idle stream is kept")
 }
 
 func TestTCPTransportStartConnectionLost(t *testing.T) {
 	silent := atomic.Bool{}
-	peer := newFakePeer(t, func(req *wire.Request) []byte {
+	peer := wiretest.NewPeer(t, func(req *wire.Request) []byte {
 		if req.Op == wire.OpReplicate && silent.Load() {
 			return nil
 		}
@@ -236,17 +151,17 @@ func TestTCPTransportStartConnectionLost(t *testing.T) {
 	tr := cluster.NewTCPTransport(client.Options{})
 	defer tr.Close()
 	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
-	require.NoError(t, await(t, start(tr, peer.addr(), &req, 5*time.Second)).err)
+	require.NoError(t, await(t, start(tr, peer.Addr(), &req, 5*time.Second)).err)
 
 	silent.Store(true)
-	pending := start(tr, peer.addr(), &req, time.Minute)
-	peer.dropConns()
+	pending := start(tr, peer.Addr(), &req, time.Minute)
+	peer.DropConns()
 	require.ErrorIs(t, await(t, pending).err, client.ErrConnLost)
 
 	// The lost stream has left the transport: the next call dials anew.
 	silent.Store(false)
-	require.NoError(t, await(t, start(tr, peer.addr(), &req, 5*time.Second)).err)
-	require.EqualValues(t, 2, peer.accepts.Load())
+	require.NoError(t, await(t, start(tr, peer.Addr(), &req, 5*time.Second)).err)
+	require.EqualValues(t, 2, peer.Accepts.Load())
 }
 
 func TestTCPTransportStartUnreachable(t *testing.T) {
@@ -261,7 +176,7 @@ func TestTCPTransportStartUnreachable(t *testing.T) {
 }
 
 func TestTCPTransportCloseFailsCalls(t *testing.T) {
-	peer := newFakePeer(t, func(req *wire.Request) []byte {
+	peer := wiretest.NewPeer(t, func(req *wire.Request) []byte {
 		if req.Op == wire.OpReplicate {
 			return nil
 		}
@@ -269,11 +184,11 @@ func TestTCPTransportCloseFailsCalls(t *testing.T) {
 	})
 	tr := cluster.NewTCPTransport(client.Options{})
 	req := wire.Request{Op: wire.OpReplicate, Key: []byte("k")}
-	pending := start(tr, peer.addr(), &req, time.Minute)
+	pending := start(tr, peer.Addr(), &req, time.Minute)
 	require.NoError(t, tr.Close())
 	require.ErrorIs(t, await(t, pending).err, client.ErrClosed)
-	require.ErrorIs(t, await(t, start(tr, peer.addr(), &req, time.Minute)).err, client.ErrClosed)
-	_, err := tr.Call(context.Background(), peer.addr(), &req)
+	require.ErrorIs(t, await(t, start(tr, peer.Addr(), &req, time.Minute)).err, client.ErrClosed)
+	_, err := tr.Call(context.Background(), peer.Addr(), &req)
 	require.True(t, errors.Is(err, client.ErrClosed))
 }
 

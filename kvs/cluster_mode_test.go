@@ -24,6 +24,8 @@ type fakeCluster struct {
 	// inline counts the writes served on the event loop (Serve called
 	// from Inline's yes, or a RESP write replicated with AckLocal).
 	inline int
+	// onLoop, when set, serves ServeOnLoop (set before the server runs).
+	onLoop func(req *wire.Request, loop Loop, complete func([]byte)) bool
 }
 
 func (f *fakeCluster) Inline(req *wire.Request) bool {
@@ -58,6 +60,14 @@ func (f *fakeCluster) Serve(_ context.Context, _ string, req *wire.Request, out 
 	f.mu.Unlock()
 	out, _ = f.store.Exec(req, out)
 	return out
+}
+
+func (f *fakeCluster) ServeOnLoop(_ context.Context, req *wire.Request, loop Loop, complete func([]byte)) bool {
+	return f.onLoop != nil && f.onLoop(req, loop, complete)
+}
+
+func (f *fakeCluster) ReplicateOnLoop(context.Context, []byte, wire.Ack, Loop, func(error)) bool {
+	return false
 }
 
 func (f *fakeCluster) Replicate(_ context.Context, key []byte, _ wire.Ack) error {

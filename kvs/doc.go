@@ -42,6 +42,22 @@
 // (and, when the stream cannot be resynchronised, the connection is closed);
 // nothing is buffered for a declared length before it is checked.
 //
+// # Connections to peers
+//
+// On a cluster member, each event loop (of either port) keeps its own
+// connections to the other storage nodes, opened on first use and owned by
+// the loop like its client connections (peers.go). A write that the
+// Cluster serves on the loop (Cluster.ServeOnLoop, ReplicateOnLoop) sends
+// its REPLICATE calls through them (Loop.Send): the frames of one read's
+// writes go out in one write per peer, the peers' responses are read and
+// matched to their calls on the same loop, and the replies they complete
+// keep their connection's order (the reply queue) and go out in one write
+// per client. A write thus never leaves the loop that read it. Every call
+// has a deadline, swept on the loop a few times per timeout (the ticker
+// asks each loop with calls in flight); a connection that fails, times
+// out or holds too much fails every call it holds and is opened anew on
+// next use.
+//
 // # Watches
 //
 // A Subscription (Store.Subscribe) records which of the keys it watches

@@ -1,6 +1,10 @@
 package kvs
 
-import "github.com/trellisdb/trellis/wire"
+import (
+	"errors"
+
+	"github.com/trellisdb/trellis/wire"
+)
 
 // Errors returned by the store. The protocol-facing ones are the wire
 // sentinels, so a server reports them with the matching code and a client's
@@ -20,6 +24,11 @@ var (
 	// changed.
 	ErrOverflow error = &wire.Error{Code: wire.CodeBadRequest, Msg: "increment or decrement would overflow"}
 )
+
+// ErrPeerLost: a connection to another storage node (Loop.Send) broke
+// before the call's response arrived; the peer may or may not have applied
+// the request.
+var ErrPeerLost = errors.New("peer connection lost")
 
 // errBadValue wraps a value that does not decode as a lattice.
 var errBadValue = wire.ErrBadRequest

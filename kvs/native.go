@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -20,6 +21,7 @@ const ProtocolVersion = 1
 // nativeHandler serves the native protocol (package wire) on one engine.
 type nativeHandler struct {
 	gnet.BuiltinEventEngine
+	peerEvents
 	srv *Server
 	eng *engine
 }
@@ -30,6 +32,7 @@ type nativeConn struct {
 	need   int           // bytes needed before the next frame is complete (0: unknown)
 	system bool          // a HELLO presented the system token (ServerConfig.SystemToken)
 	sub    *Subscription // the connection's watches, from its first WATCH; closed with it
+	peers  *loopPeers    // the loop's connections to peers (cluster members only)
 
 	replyQueue
 }
@@ -49,15 +52,25 @@ func (h *nativeHandler) setEngine(e *engine) { h.eng = e }
 func (h *nativeHandler) OnBoot(eng gnet.Engine) gnet.Action { return h.eng.onBoot(eng) }
 
 func (h *nativeHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if out, action, ok := h.onOpen(c); ok {
+		return out, action // a connection this node opened to a peer
+	}
 	if !h.srv.acceptConn() {
 		out := wire.AppendError(nil, 0, wire.Errorf(wire.CodeUnavailable, "max number of clients reached"))
 		return out, gnet.Close
 	}
-	c.SetContext(&nativeConn{})
+	st := &nativeConn{}
+	if h.srv.cfg.Cluster != nil {
+		st.peers = h.srv.peers.of(c.EventLoop())
+	}
+	c.SetContext(st)
 	return nil, gnet.None
 }
 
-func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (h *nativeHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	if h.onClose(c, err) {
+		return gnet.None
+	}
 	if st, ok := c.Context().(*nativeConn); ok {
 		st.close()
 		if st.sub != nil {
@@ -68,7 +81,12 @@ func (h *nativeHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
+func (h *nativeHandler) OnTick() (time.Duration, gnet.Action) { return h.onTick() }
+
 func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	if action, ok := h.onTraffic(c); ok {
+		return action
+	}
 	st := c.Context().(*nativeConn)
 	if st.need > c.InboundBuffered() {
 		return gnet.None // a large frame is still arriving
@@ -129,6 +147,9 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	h.srv.commands.Add(uint64(n))
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
+	}
+	if st.peers != nil {
+		st.peers.flush() // the writes' calls to peers, one write per peer
 	}
 	out = st.put(c, out)
 	*outp = out
@@ -308,10 +329,40 @@ func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster,
 		if cl.Inline(req) {
 			return cl.Serve(h.srv.asyncCtx, "", req, out), nil
 		}
+		if !req.Op.IsPeer() {
+			if out, p, ok := h.serveOnLoop(c, st, cl, req, out); ok {
+				return out, p
+			}
+		}
 		from := c.RemoteAddr().String()
 		return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
 	}
 	return h.exec(req, out), nil
+}
+
+// serveOnLoop serves a client write through Cluster.ServeOnLoop, on this
+// loop: its response is appended to out if it completed at once, else it
+// is a pending reply completed on the loop (by a peer's answer, or by
+// Execute from the cluster's goroutine). ok is false if the cluster left
+// the request to Serve.
+func (h *nativeHandler) serveOnLoop(c gnet.Conn, st *nativeConn, cl Cluster, req *wire.Request, out []byte) (_ []byte, _ *reply, ok bool) {
+	p := &reply{}
+	inCall := true // p is not queued yet
+	ok = cl.ServeOnLoop(h.srv.asyncCtx, req, st.peers, func(frame []byte) {
+		if inCall {
+			p.data, p.ready = frame, true
+			return
+		}
+		st.peers.ready(c, &st.replyQueue, p, frame)
+	})
+	inCall = false
+	switch {
+	case !ok:
+		return out, nil, false
+	case p.ready:
+		return append(out, p.data...), nil, true
+	}
+	return out, p, true
 }
 
 // exec executes one request, appending its response to out.

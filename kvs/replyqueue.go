@@ -13,8 +13,9 @@ import (
 // a completion from elsewhere reaches it through complete. Empty most of
 // the time: then replies go straight out.
 type replyQueue struct {
-	queue  []*reply // oldest first
-	closed bool
+	queue   []*reply // oldest first
+	closed  bool
+	flushed bool // queued for a flush by its loop's peers (loopPeers.ready)
 }
 
 // reply is a response frame, or several, in a queue; a pending reply
@@ -62,15 +63,21 @@ func (q *replyQueue) flush(c gnet.Conn) {
 	writeReply(c, out)
 }
 
+// ready makes the pending reply p ready with data and writes what can be
+// written. Called on c's event loop.
+func (q *replyQueue) ready(c gnet.Conn, p *reply, data []byte) {
+	if q.closed {
+		return
+	}
+	p.data, p.ready = data, true
+	q.flush(c)
+}
+
 // complete makes the pending reply p of c's queue ready with data, on c's
 // event loop, and writes what can be written. Called from any goroutine.
 func complete(c gnet.Conn, q *replyQueue, p *reply, data []byte) {
 	_ = c.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if q.closed {
-			return nil
-		}
-		p.data, p.ready = data, true
-		q.flush(c)
+		q.ready(c, p, data)
 		return nil
 	}))
 }

@@ -1,9 +1,11 @@
 package kvs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -14,6 +16,7 @@ import (
 // respHandler serves the Redis protocol on one engine.
 type respHandler struct {
 	gnet.BuiltinEventEngine
+	peerEvents
 	srv  *Server
 	eng  *engine
 	cmds commandTable
@@ -22,6 +25,7 @@ type respHandler struct {
 // respConn is a RESP connection's state, owned by its event loop.
 type respConn struct {
 	replyQueue
+	peers  *loopPeers // the loop's connections to peers (cluster members only)
 	parser resp.Parser
 	args   [][]byte // arguments of the batch being run, all commands end to end
 	ends   []int    // ends[i]: end in args of the batch's command i
@@ -42,14 +46,24 @@ func (h *respHandler) setEngine(e *engine) { h.eng = e }
 func (h *respHandler) OnBoot(eng gnet.Engine) gnet.Action { return h.eng.onBoot(eng) }
 
 func (h *respHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if out, action, ok := h.onOpen(c); ok {
+		return out, action // a connection this node opened to a peer
+	}
 	if !h.srv.acceptConn() {
 		return []byte("-ERR max number of clients reached\r\n"), gnet.Close
 	}
-	c.SetContext(&respConn{id: h.srv.totalConn.Load(), parser: resp.Parser{Limits: h.limits()}})
+	st := &respConn{id: h.srv.totalConn.Load(), parser: resp.Parser{Limits: h.limits()}}
+	if h.srv.cfg.Cluster != nil {
+		st.peers = h.srv.peers.of(c.EventLoop())
+	}
+	c.SetContext(st)
 	return nil, gnet.None
 }
 
-func (h *respHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (h *respHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	if h.onClose(c, err) {
+		return gnet.None
+	}
 	if st, ok := c.Context().(*respConn); ok {
 		st.close()
 		h.srv.releaseConn()
@@ -61,7 +75,12 @@ func (h *respHandler) limits() resp.Limits {
 	return resp.Limits{MaxBulk: h.srv.store.cfg.MaxValue}
 }
 
+func (h *respHandler) OnTick() (time.Duration, gnet.Action) { return h.onTick() }
+
 func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	if action, ok := h.onTraffic(c); ok {
+		return action
+	}
 	st := c.Context().(*respConn)
 	if st.parser.Need() > c.InboundBuffered() {
 		return gnet.None // a large command is still arriving
@@ -127,6 +146,9 @@ func (h *respHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = c.Discard(off) // gnet's Discard(0) would drop everything buffered
 	}
+	if st.peers != nil {
+		st.peers.flush() // the writes' calls to peers, one write per peer
+	}
 	out = st.put(c, out)
 	*outp = out
 	h.srv.putOut(outp)
@@ -178,6 +200,12 @@ func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte)
 		if allResponsible(cl, keys) && (!cmd.write || len(keys) == 1 && cl.LocalAck(wire.AckDefault)) {
 			return h.runHere(h.srv.asyncCtx, st, cl, cmd, args, keys, out), nil, false
 		}
+		// A write of one key it replicates: the command runs here, and
+		// the replication from this loop (Cluster.ReplicateOnLoop).
+		if cmd.write && len(keys) == 1 && allResponsible(cl, keys) {
+			out, p := h.writeOnLoop(c, st, cl, cmd, args, keys[0], out)
+			return out, p, false
+		}
 		args := cloneArgs(args) // they alias the read buffer
 		p := &reply{}
 		h.srv.goAsync(func(ctx context.Context) {
@@ -186,6 +214,47 @@ func (h *respHandler) exec(c gnet.Conn, st *respConn, args [][]byte, out []byte)
 		return out, p, false
 	}
 	return cmd.fn(h, st, args, out), nil, false
+}
+
+// writeOnLoop runs a write command on key, which this node replicates, and
+// replicates it as the cluster's default acknowledgement asks: from this
+// loop (Cluster.ReplicateOnLoop), else on a goroutine (Replicate). The
+// reply is appended to out if it is known at once, else it is a pending
+// reply that the replication completes.
+func (h *respHandler) writeOnLoop(c gnet.Conn, st *respConn, cl Cluster, cmd *respCmd, args [][]byte, key []byte, out []byte) ([]byte, *reply) {
+	mark := len(out)
+	out = cmd.fn(h, st, args, out)
+	if len(out) == mark || out[mark] == '-' {
+		return out, nil // failed (or no reply): nothing to replicate
+	}
+	data := bytes.Clone(out[mark:])
+	out = out[:mark]
+	result := func(err error) []byte {
+		if err != nil {
+			return resp.AppendError(nil, "ERR "+err.Error())
+		}
+		return data
+	}
+	p := &reply{}
+	inCall := true // p is not queued yet
+	if cl.ReplicateOnLoop(h.srv.asyncCtx, key, wire.AckDefault, st.peers, func(err error) {
+		if inCall {
+			p.data, p.ready = result(err), true
+			return
+		}
+		st.peers.ready(c, &st.replyQueue, p, result(err))
+	}) {
+		inCall = false
+		if p.ready {
+			return append(out, p.data...), nil
+		}
+		return out, p
+	}
+	key = bytes.Clone(key) // it aliases the read buffer
+	h.srv.goAsync(func(ctx context.Context) {
+		complete(c, &st.replyQueue, p, result(cl.Replicate(ctx, key, wire.AckDefault)))
+	})
+	return out, p
 }
 
 // appendUnknown appends Redis's reply to an unknown command.

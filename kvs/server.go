@@ -73,10 +73,11 @@ type Functions interface {
 }
 
 // Cluster is what a storage node that belongs to a cluster consults and
-// delegates to (package cluster provides it). Responsible, Epoch, Inline
-// and LocalAck are called on event loops and must be fast; Serve and
-// Replicate may block and are called on goroutines of their own, except
-// where Inline or LocalAck say they return at once.
+// delegates to (package cluster provides it). Responsible, Epoch, Inline,
+// LocalAck, ServeOnLoop and ReplicateOnLoop are called on event loops and
+// must not block; Serve and Replicate may block and are called on
+// goroutines of their own, except where Inline or LocalAck say they return
+// at once.
 type Cluster interface {
 	// Inline reports whether Serve completes req without waiting for
 	// peers, the routing tier or a disk sync: then it runs on the event
@@ -95,6 +96,24 @@ type Cluster interface {
 	// Serve executes a write or a storage-node operation and appends its
 	// response frame to out.
 	Serve(ctx context.Context, from string, req *wire.Request, out []byte) []byte
+	// ServeOnLoop serves a client write on the native port's event loop
+	// that read it, when the cluster can without blocking: it applies the
+	// write, reaches peers through loop (their answers come back on the
+	// loop), and calls complete with req's response frame, once, on the
+	// loop: possibly before it returns; work that must block runs on the
+	// cluster's goroutines (bounded by ctx), and its outcome then reaches
+	// complete through loop.Execute. It returns false, having done
+	// nothing, for a request it leaves to Serve. req is valid only during
+	// the call.
+	ServeOnLoop(ctx context.Context, req *wire.Request, loop Loop, complete func(frame []byte)) bool
+	// ReplicateOnLoop is Replicate for a caller on an event loop: it sends
+	// key's cell, after a local write of it, to its other replicas through
+	// loop and calls done, once, on the loop, when ack is satisfied or
+	// cannot be (possibly before it returns; through loop.Execute after
+	// work that had to block). It returns false, having done nothing, when
+	// it cannot serve ack this way: the caller then uses Replicate. key is
+	// valid only during the call.
+	ReplicateOnLoop(ctx context.Context, key []byte, ack wire.Ack, loop Loop, done func(error)) bool
 	// Replicate sends key's cell, after a local write of it, to its other
 	// replicas, and returns once ack is satisfied.
 	Replicate(ctx context.Context, key []byte, ack wire.Ack) error
@@ -190,6 +209,8 @@ type Server struct {
 	rejected  atomic.Uint64
 	commands  atomic.Uint64
 
+	peers peerLoops // the loops' connections to peers (cluster members)
+
 	outPool   sync.Pool // *[]byte reply buffers, shared by all loops
 	batchPool sync.Pool // *nativeBatch, shared by all loops
 
@@ -207,6 +228,7 @@ func NewServer(store *Store, cfg ServerConfig) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, store: store, systemToken: []byte(cfg.SystemToken), log: cfg.Logger, ready: make(chan struct{})}
+	s.peers.srv = s
 	s.asyncCtx, s.asyncStop = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -268,11 +290,14 @@ func (s *Server) serve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var engines []*engine
 	if s.cfg.Addr != AddrOff {
-		engines = append(engines, &engine{name: "native", addr: s.cfg.Addr, handler: &nativeHandler{srv: s}})
+		engines = append(engines, &engine{name: "native", addr: s.cfg.Addr, handler: &nativeHandler{srv: s, peerEvents: peerEvents{s}}})
 	}
 	if s.cfg.RESPAddr != AddrOff {
-		engines = append(engines, &engine{name: "resp", addr: s.cfg.RESPAddr, handler: &respHandler{srv: s, cmds: newCommandTable()}})
+		engines = append(engines, &engine{name: "resp", addr: s.cfg.RESPAddr, handler: &respHandler{srv: s, peerEvents: peerEvents{s}, cmds: newCommandTable()}})
 	}
+	// A cluster member's loops (of either port) have connections to peers,
+	// whose calls' deadlines one engine's ticker sweeps.
+	engines[0].ticker = s.cfg.Cluster != nil
 	for _, e := range engines {
 		e.booted = make(chan struct{})
 		e.handler.setEngine(e)
@@ -302,10 +327,13 @@ func (s *Server) serve(ctx context.Context) error {
 }
 
 func (s *Server) stopAll(g *errgroup.Group, engines []*engine) error {
+	var stopping sync.WaitGroup
 	for _, e := range engines {
-		e.stop()
+		stopping.Go(e.stop) // each takes a while: gnet polls for the end of its loops
 	}
+	stopping.Wait()
 	err := g.Wait()
+	s.peers.failAll() // the loops have stopped
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
@@ -321,6 +349,8 @@ type engine struct {
 		setEngine(*engine)
 	}
 
+	ticker bool // the handler's OnTick runs
+
 	booted  chan struct{} // closed by OnBoot
 	eng     gnet.Engine   // set before booted is closed
 	bound   string        // the listener's address, set before booted is closed
@@ -334,6 +364,7 @@ func (e *engine) run(s *Server) error {
 		gnet.WithReusePort(false),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(e.ticker),
 		gnet.WithLogger(gnetLogger{s.log.With("listener", e.name)}),
 	)
 	if err != nil {
