@@ -18,26 +18,46 @@ import (
 // Run gossips every GossipEvery and, every AntiEntropyEvery, runs
 // anti-entropy with every peer and hands off the copies this node no longer
 // replicates, until ctx ends; then it waits for replication calls in flight.
+// A new epoch (SetState) starts a hand-off at once, repeated every
+// handoffRetry while copies remain that the replicas did not confirm yet
+// (they may not route by the new epoch yet), rather than waiting for the
+// next anti-entropy period.
 func (n *Node) Run(ctx context.Context) error {
 	gossip := time.NewTicker(n.cfg.GossipEvery)
 	defer gossip.Stop()
 	ae := time.NewTicker(n.cfg.AntiEntropyEvery)
 	defer ae.Stop()
 	defer n.bg.Wait()
+	var retry <-chan time.Time // a hand-off pass left copies to retry
+	handoff := func() {
+		s := n.HandoffOnce(ctx)
+		if s.Orphans > 0 {
+			n.log.Info("hand-off", "orphans", s.Orphans, "dropped", s.Dropped, "kept", s.Kept, "errors", s.Errors)
+		}
+		retry = nil
+		if s.Kept > 0 || s.Errors > 0 {
+			retry = time.After(min(handoffRetry, n.cfg.AntiEntropyEvery))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-gossip.C:
 			n.GossipOnce(ctx)
+		case <-n.moved:
+			handoff()
+		case <-retry:
+			handoff()
 		case <-ae.C:
 			n.AntiEntropyOnce(ctx)
-			if s := n.HandoffOnce(ctx); s.Orphans > 0 {
-				n.log.Info("hand-off", "orphans", s.Orphans, "dropped", s.Dropped, "kept", s.Kept, "errors", s.Errors)
-			}
+			handoff()
 		}
 	}
 }
+
+// handoffRetry is how soon a hand-off pass that left copies runs again.
+const handoffRetry = 500 * time.Millisecond
 
 // GossipOnce sends the cells of the keys queued for gossip to every replica
 // of each (on the current and the pending ring), batched per peer, and
@@ -149,6 +169,7 @@ type AESummary struct {
 	Peers           int // peers compared with
 	DiffBuckets     int // buckets whose digests differed
 	Fetched, Pushed int // keys taken from and sent to peers
+	Changed         int // of the keys taken, those whose merge changed this node's copy
 	Errors          int // peers that could not be compared
 }
 
@@ -172,6 +193,7 @@ func (n *Node) AntiEntropyOnce(ctx context.Context) AESummary {
 			}
 			sum.DiffBuckets += s.DiffBuckets
 			sum.Fetched += s.Fetched
+			sum.Changed += s.Changed
 			sum.Pushed += s.Pushed
 		}
 	}
@@ -249,10 +271,14 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 				}
 				continue // (not found: gone since, nothing to take)
 			}
-			if _, err := n.store.MergeCell(keys[i], it.Value); err != nil {
+			changed, err := n.store.MergeCell(keys[i], it.Value)
+			if err != nil {
 				return sum, err
 			}
 			sum.Fetched++
+			if changed {
+				sum.Changed++
+			}
 			if _, ok := mine[string(keys[i])]; ok {
 				push = append(push, keys[i]) // both had it: send back the join
 			}

@@ -176,11 +176,15 @@ func (m *Member) register(ctx context.Context) (route.State, error) {
 }
 
 // join pulls the joining node's keys from its peers and, once a round finds
-// nothing to take (or the time allowed has passed), asks to be activated.
+// nothing new to take (or the time allowed has passed), asks to be
+// activated. A round may fetch keys this node already holds (a peer's
+// digests are reused for an anti-entropy period, and writes keep arriving
+// by replication meanwhile): what counts is whether a merge changed
+// anything.
 func (m *Member) join(ctx context.Context, since time.Time) {
 	c := m.cfg
 	sum := c.Node.AntiEntropyOnce(ctx)
-	if (sum.Errors > 0 || sum.Fetched > 0) && time.Since(since) < c.Activate {
+	if (sum.Errors > 0 || sum.Changed > 0) && time.Since(since) < c.Activate {
 		c.Logger.Info("joining: syncing", "fetched", sum.Fetched, "errors", sum.Errors)
 		return
 	}

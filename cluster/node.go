@@ -233,6 +233,10 @@ type Node struct {
 	loopWrites atomic.Uint64 // writes replicated from an event loop (loop.go)
 
 	digestCache digestCache // the last anti-entropy digests (serve.go)
+
+	// moved receives (without blocking) when SetState installs a new
+	// epoch: Run hands off at once the copies the new ring moved away.
+	moved chan struct{}
 }
 
 // New returns a node with an empty routing state: until SetState it is
@@ -242,7 +246,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Logger, pending: map[string]struct{}{}}
+	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Logger, pending: map[string]struct{}{}, moved: make(chan struct{}, 1)}
 	v, _ := newView(route.State{}, cfg.Vnodes)
 	n.view.Store(v)
 	return n, nil
@@ -262,6 +266,10 @@ func (n *Node) SetState(st route.State) error {
 			return err
 		}
 		if n.view.CompareAndSwap(cur, v) {
+			select {
+			case n.moved <- struct{}{}:
+			default:
+			}
 			return nil
 		}
 	}
