@@ -285,6 +285,10 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 		}
 		fetch = append(later, fetch...)
 	}
+	if sum.Changed > 0 {
+		n.digestCache.invalidate()
+		n.bucketIndex.invalidate()
+	}
 	slices.SortFunc(push, bytes.Compare)
 	for len(push) > 0 {
 		g := &wire.Request{Op: wire.OpGossip}

@@ -241,6 +241,15 @@ type digestCache struct {
 	d       map[uint64][]uint64
 }
 
+// invalidate makes the next allDigests make a new pass: this node took
+// cells from a peer, and digests that do not show them would make the next
+// peer's exchange take them all again.
+func (c *digestCache) invalidate() {
+	c.mu.Lock()
+	c.d = nil
+	c.mu.Unlock()
+}
+
 // allDigests returns the digests of every peer with which this node shares
 // keys: from the last pass if the routing state is the same and the store
 // has not changed since (or the pass is younger than Config.DigestReuse),
@@ -285,24 +294,92 @@ func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
 	return d
 }
 
-// bucketKeys returns the cell hash of every key in the given buckets that
-// this node and peer both replicate.
+// bucketKeys returns the keys this node shares with peer in the given
+// buckets, with their cell hashes. An exchange that differs in many
+// buckets asks in several calls (at most maxBucketsPerCall each): those
+// share one pass over the store (a bucket index kept for bucketIndexReuse)
+// instead of making one pass each.
 func (n *Node) bucketKeys(peer uint64, bits uint, buckets map[uint64]bool) map[string]uint64 {
-	v := n.view.Load()
 	out := map[string]uint64{}
+	if len(buckets) < bucketIndexMin {
+		n.eachShared(peer, bits, func(b uint64, key string, h uint64) {
+			if buckets[b] {
+				out[key] = h
+			}
+		})
+		return out
+	}
+	idx := n.bucketIndexFor(peer, bits)
+	for b := range buckets {
+		for _, e := range idx[b] {
+			out[e.key] = e.hash
+		}
+	}
+	return out
+}
+
+// eachShared calls fn for every key this node shares with peer: its bucket,
+// the key and its cell hash.
+func (n *Node) eachShared(peer uint64, bits uint, fn func(bucket uint64, key string, hash uint64)) {
+	v := n.view.Load()
 	h := xxhash.New()
 	var buf [16]route.Member
 	n.store.Each(func(key, cell []byte) bool {
 		kh := ring.KeyHash(key)
-		if !buckets[bucketOf(kh, bits)] {
-			return true
-		}
 		if rs := v.allReplicasOfHash(key, kh, buf[:0]); containsMember(rs, n.cfg.ID) && containsMember(rs, peer) {
-			out[string(key)] = cellHash(h, key, cell)
+			fn(bucketOf(kh, bits), string(key), cellHash(h, key, cell))
 		}
 		return true
 	})
-	return out
+}
+
+// The bucket index: a request for at least bucketIndexMin buckets builds
+// (or reuses, for bucketIndexReuse, at the same view) an index of every key
+// shared with the requesting peer, by bucket. Like the reused digests, it
+// may miss writes made since it was built: those reach the peer by
+// replication and gossip, and the next exchange compares again.
+const (
+	bucketIndexMin   = 16
+	bucketIndexReuse = 2 * time.Second
+)
+
+type keyHash struct {
+	key  string
+	hash uint64
+}
+
+type bucketIndex struct {
+	mu   sync.Mutex
+	view *view
+	peer uint64
+	bits uint
+	at   time.Time
+	idx  map[uint64][]keyHash
+}
+
+// invalidate makes the next bucketIndexFor build a new index.
+func (c *bucketIndex) invalidate() {
+	c.mu.Lock()
+	c.idx = nil
+	c.mu.Unlock()
+}
+
+// bucketIndexFor returns the index of the keys shared with peer.
+func (n *Node) bucketIndexFor(peer uint64, bits uint) map[uint64][]keyHash {
+	c := &n.bucketIndex
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := n.view.Load()
+	if c.idx != nil && c.view == v && c.peer == peer && c.bits == bits && time.Since(c.at) < bucketIndexReuse {
+		return c.idx
+	}
+	at := time.Now()
+	idx := make(map[uint64][]keyHash)
+	n.eachShared(peer, bits, func(b uint64, key string, h uint64) {
+		idx[b] = append(idx[b], keyHash{key, h})
+	})
+	c.view, c.peer, c.bits, c.at, c.idx = v, peer, bits, at, idx
+	return idx
 }
 
 func btoi(b bool) int {
