@@ -149,6 +149,20 @@ func TestNativeClusterMode(t *testing.T) {
 	v, err := fc.store.GetString([]byte("mine:k"), nil)
 	require.NoError(t, err)
 	require.Equal(t, "v", string(v))
+
+	// A read by a client that routes by a newer epoch than the node's goes
+	// through the cluster (which refreshes first); one at the node's epoch
+	// is served on the loop.
+	send(&wire.Request{ID: 4, Op: wire.OpGet, Key: []byte("mine:k"), Opts: wire.Options{Epoch: 43}},
+		&wire.Request{ID: 5, Op: wire.OpGet, Key: []byte("mine:k"), Opts: wire.Options{Epoch: 42}})
+	for id := uint64(4); id <= 5; id++ {
+		r = readResponse(t, c)
+		require.EqualValues(t, id, r.ID)
+		require.NoError(t, r.Err())
+	}
+	fc.mu.Lock()
+	require.Equal(t, []string{"set", "get"}, fc.calls)
+	fc.mu.Unlock()
 }
 
 func TestRESPClusterMode(t *testing.T) {

@@ -314,6 +314,13 @@ func errReserved(key []byte) error {
 func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster, req *wire.Request, out []byte) ([]byte, *reply) {
 	switch {
 	case req.Op == wire.OpGet || req.Op == wire.OpGetMany:
+		if req.Opts.Epoch > cl.Epoch() {
+			// The client routes by a newer state than this node's: the
+			// node may no longer hold the key, or may hold it newly.
+			// Serve refreshes the state first.
+			from := c.RemoteAddr().String()
+			return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
+		}
 		keys := req.Keys
 		if req.Op == wire.OpGet {
 			keys = [][]byte{req.Key}
