@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,21 +66,27 @@ func (p *respPool) close() {
 
 // ForwardRESP sends an encoded Redis command about key to the Redis port of
 // a node that replicates key (trying each replica until one answers) and
-// returns its raw reply.
+// returns its raw reply. A command that is not idempotent (INCR and its
+// kin, APPEND) moves on to another replica only if it was not sent: once
+// sent, a lost answer is an error, for the command may have been applied.
 func (n *Node) ForwardRESP(ctx context.Context, key, cmd []byte) ([]byte, error) {
 	var buf [8]route.Member
 	var errs []error
+	once := !idempotent(cmd)
 	for _, m := range n.view.Load().replicas(key, buf[:0]) {
 		if m.ID == n.cfg.ID || m.RESPAddr == "" {
 			continue
 		}
-		reply, err := n.forwardTo(ctx, m.RESPAddr, cmd)
+		reply, sent, err := n.forwardTo(ctx, m.RESPAddr, cmd)
 		if err == nil {
 			return reply, nil
 		}
 		errs = append(errs, fmt.Errorf("node %d: %w", m.ID, err))
 		if ctx.Err() != nil {
 			break
+		}
+		if once && sent {
+			return nil, fmt.Errorf("%w (the command may have been applied: not retried on another replica)", errors.Join(errs...))
 		}
 	}
 	if len(errs) == 0 {
@@ -88,27 +95,44 @@ func (n *Node) ForwardRESP(ctx context.Context, key, cmd []byte) ([]byte, error)
 	return nil, errors.Join(errs...)
 }
 
-func (n *Node) forwardTo(ctx context.Context, addr string, cmd []byte) ([]byte, error) {
+// forwardTo sends cmd to the Redis port at addr and returns the raw reply.
+// sent reports whether any of cmd may have reached the node.
+func (n *Node) forwardTo(ctx context.Context, addr string, cmd []byte) (reply []byte, sent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicaTimeout)
 	defer cancel()
 	c, err := n.resp.get(ctx, addr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	} else {
 		_ = c.SetDeadline(time.Time{})
 	}
-	if _, err := c.Write(cmd); err != nil {
+	if w, err := c.Write(cmd); err != nil {
 		c.Close()
-		return nil, err
+		return nil, w > 0, err
 	}
-	_, reply, err := resp.ReadReply(c, nil, resp.Limits{MaxBulk: maxForwardReply})
+	_, reply, err = resp.ReadReply(c, nil, resp.Limits{MaxBulk: maxForwardReply})
 	if err != nil {
 		c.Close() // broken, or out of step with its requests
-		return nil, err
+		return nil, true, err
 	}
 	n.resp.put(addr, c)
-	return reply, nil
+	return reply, true, nil
+}
+
+// idempotent reports whether applying the encoded command twice is the
+// same as once. Writes that add to a value are not; an unparsable command
+// counts as not.
+func idempotent(cmd []byte) bool {
+	args, _, err := resp.ParseCommand(cmd, nil, resp.Limits{})
+	if err != nil || len(args) == 0 {
+		return false
+	}
+	switch strings.ToUpper(string(args[0])) {
+	case "INCR", "INCRBY", "DECR", "DECRBY", "INCRBYFLOAT", "APPEND", "HINCRBY", "HINCRBYFLOAT", "GETSET", "GETDEL":
+		return false
+	}
+	return true
 }
