@@ -32,12 +32,23 @@ type HandoffSummary struct {
 // catching up, or about to come back, keeps what it has) or that has no
 // members in its routing state.
 func (n *Node) HandoffOnce(ctx context.Context) HandoffSummary {
-	var sum HandoffSummary
 	v := n.view.Load()
-	if v.ring == nil {
-		return sum
-	}
 	if me, ok := v.state.Member(n.cfg.ID); ok && me.State != route.Active {
+		return HandoffSummary{}
+	}
+	return n.handoff(ctx, v)
+}
+
+// HandoffAll is HandoffOnce whatever this node's state: for a node that was
+// leaving when it stopped and is down now, which replicates nothing, so that
+// its copies reach the keys' replicas before it is removed.
+func (n *Node) HandoffAll(ctx context.Context) HandoffSummary {
+	return n.handoff(ctx, n.view.Load())
+}
+
+func (n *Node) handoff(ctx context.Context, v *view) HandoffSummary {
+	var sum HandoffSummary
+	if v.ring == nil {
 		return sum
 	}
 	var orphans [][]byte

@@ -67,14 +67,21 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 // cannot be registered before ctx ends.
 func (m *Member) Run(ctx context.Context) error {
 	c := m.cfg
-	st, err := m.register(ctx)
+	// leaving: this node was seen leaving; once removed, it stops.
+	st, leaving, err := m.resumeLeave(ctx)
 	if err != nil {
 		return err
 	}
+	if leaving {
+		c.Logger.Info("this node was leaving when it stopped: marked down, finishing the leave", "node", c.Self.ID, "epoch", st.Epoch)
+	} else {
+		if st, err = m.register(ctx); err != nil {
+			return err
+		}
+		c.Logger.Info("registered with the routing tier", "node", c.Self.ID, "epoch", st.Epoch)
+	}
 	_ = c.Node.SetState(st)
-	c.Logger.Info("registered with the routing tier", "node", c.Self.ID, "epoch", st.Epoch)
 	joinedAt := time.Now()
-	leaving := false // this node was seen leaving: once removed, it stops
 	// Heartbeats go on their own: a joining or leaving node's sync rounds
 	// may take longer than the routing tier waits for a heartbeat.
 	hctx, stopHeartbeats := context.WithCancel(ctx)
@@ -109,7 +116,9 @@ func (m *Member) Run(ctx context.Context) error {
 		case !ok && leaving:
 			c.Logger.Info("removed from the cluster", "node", c.Self.ID, "epoch", st.Epoch)
 			return ErrRemoved
-		case me.State == route.Leaving:
+		case me.State == route.Leaving || (leaving && me.State == route.Down):
+			// Down while leaving: restarted (see resumeLeave) or marked
+			// down by the routing tier; the leave goes on either way.
 			leaving = true
 			if m.leave(ctx) {
 				return ErrRemoved
@@ -140,6 +149,35 @@ func (m *Member) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// resumeLeave looks at the routing state before the node registers: if it
+// has this node leaving (it stopped, or crashed, during a leave), it marks
+// it down, since it may have missed writes and must not serve reads again,
+// and reports leaving: Run then finishes the leave from the down state (a
+// down member can be removed). Otherwise it changes nothing.
+func (m *Member) resumeLeave(ctx context.Context) (route.State, bool, error) {
+	c := m.cfg
+	for {
+		st, err := c.Router.State(ctx)
+		if err == nil {
+			me, ok := st.Member(c.Self.ID)
+			if !ok || me.State != route.Leaving {
+				return st, false, nil
+			}
+			if st, err = c.Router.Propose(ctx, route.Command{Op: route.OpMarkDown, ID: c.Self.ID}); err == nil {
+				return st, true, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return route.State{}, false, fmt.Errorf("cluster: reading the routing state for node %d: %w", c.Self.ID, err)
+		}
+		c.Logger.Warn("reading the routing state failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(c.Every):
 		}
 	}
 }
@@ -203,6 +241,14 @@ func (m *Member) join(ctx context.Context, since time.Time) {
 // removed. It reports whether the node was removed.
 func (m *Member) leave(ctx context.Context) bool {
 	c := m.cfg
+	if me, ok := c.Node.State().Member(c.Self.ID); ok && me.State == route.Down {
+		// Restarted while leaving: on no ring, it pushes every copy it
+		// holds to the keys' replicas, and goes once they all confirmed.
+		if s := c.Node.HandoffAll(ctx); s.Kept > 0 || s.Errors > 0 {
+			c.Logger.Info("leaving: handing off", "keys", s.Orphans, "dropped", s.Dropped, "kept", s.Kept, "errors", s.Errors)
+			return false
+		}
+	}
 	sum := c.Node.AntiEntropyOnce(ctx)
 	if sum.Errors > 0 || sum.Pushed > 0 || sum.Fetched > 0 {
 		c.Logger.Info("leaving: handing off", "pushed", sum.Pushed, "fetched", sum.Fetched, "errors", sum.Errors)

@@ -198,3 +198,88 @@ func TestHeartbeatsDuringSlowSync(t *testing.T) {
 	// (without its own goroutine, one per sync round of ~100 ms or more).
 	require.GreaterOrEqual(t, beats, int(took/every)/3, "%d heartbeats in %v", beats, took)
 }
+
+// A node asked to leave while its process was down finishes the leave when
+// it starts again (before, it registered anew and the leave was lost): it
+// is marked down (it may have missed writes), hands its copies to the keys'
+// replicas, and is removed.
+func TestRestartedLeavingNodeFinishesLeave(t *testing.T) {
+	tc := newTestCluster(t, 3, 2, 1)
+	defer tc.close()
+	router := &fakeRouter{state: route.State{Epoch: 1, DefaultRF: 2}, beats: map[uint64]int{}}
+	tc.state = route.State{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := func(tn *testNode) (context.CancelFunc, chan error) {
+		m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
+			Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: 10 * time.Millisecond})
+		require.NoError(t, err)
+		mctx, mcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(mctx) }()
+		return mcancel, done
+	}
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	members := map[uint64]running{}
+	for _, tn := range tc.nodes {
+		c, d := start(tn)
+		members[tn.id] = running{c, d}
+	}
+	waitFor(t, "every node active", func() bool {
+		for id := uint64(1); id <= 3; id++ {
+			if m, ok := router.member(id); !ok || m.State != route.Active {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "every node at the newest epoch", func() bool {
+		for _, tn := range tc.nodes {
+			if tn.node.Epoch() != router.stateEpoch() {
+				return false
+			}
+		}
+		return true
+	})
+	keys := make([]string, 60)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+		require.NoError(t, tc.do(tc.replicas(keys[i])[0].addr, set(keys[i], "v", wire.AckQuorum)).Err())
+	}
+	tc.settle()
+
+	// Node 3's process stops; the operator asks it to leave meanwhile.
+	members[3].cancel()
+	require.NoError(t, <-members[3].done)
+	_, err := router.Propose(ctx, route.Command{Op: route.OpLeave, ID: 3})
+	require.NoError(t, err)
+
+	_, done := start(tc.nodes[2])
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, cluster.ErrRemoved)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restarted leaving node was not removed")
+	}
+	_, still := router.member(3)
+	require.False(t, still)
+	waitFor(t, "nodes 1 and 2 at the newest epoch", func() bool {
+		return tc.nodes[0].node.Epoch() == router.stateEpoch() && tc.nodes[1].node.Epoch() == router.stateEpoch()
+	})
+	tc.net.Detach(tc.nodes[2].addr)
+	for _, k := range keys {
+		for _, tn := range tc.nodes[:2] { // RF 2 over two nodes: both hold everything
+			waitFor(t, fmt.Sprintf("node %d holding %s", tn.id, k), func() bool {
+				v, ok := value(t, tn.store, k)
+				return ok && v == "v"
+			})
+		}
+	}
+	for _, id := range []uint64{1, 2} {
+		members[id].cancel()
+		require.NoError(t, <-members[id].done)
+	}
+}
