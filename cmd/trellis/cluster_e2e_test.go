@@ -282,3 +282,43 @@ func TestClusterJoinAndLeave(t *testing.T) {
 	require.Contains(t, out.String(), "3 storage nodes")
 	require.NotContains(t, out.String(), fmt.Sprint(leaver.id))
 }
+
+// A storage node killed for good is marked down by the routing tier, and
+// `trellis cluster remove` forgets it; a running node cannot be removed
+// that way.
+func TestClusterRemoveDownNode(t *testing.T) {
+	base := t.TempDir()
+	rp := startProcess(t, "route", "--addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--data-dir", base+"/route",
+		"--log-level", "warn", "--down-after", "500ms")
+	lines := waitLines(t, rp, "raft")
+	routeAddr := field(t, lines, "native")
+	a := startKVS(t, base+"/a", routeAddr)
+	b := startKVS(t, base+"/b", routeAddr)
+	waitActive(t, []string{routeAddr}, 2)
+
+	out, errOut, code := trellisCmd(t, "cluster", "remove", fmt.Sprint(a.id), "--route", routeAddr)
+	assert.Equal(t, 1, code, "removing a running node: %s", out)
+	assert.Contains(t, errOut, "active")
+
+	require.NoError(t, b.cmd.Process.Signal(syscall.SIGKILL))
+	<-b.exited
+	rc := route.NewClient([]string{routeAddr}, client.Options{Conns: 1})
+	defer rc.Close()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := rc.State(ctx)
+		require.NoError(c, err)
+		m, ok := st.Member(b.id)
+		require.True(c, ok)
+		require.Equal(c, route.Down, m.State)
+	}, 30*time.Second, 50*time.Millisecond, "the killed node marked down")
+
+	out, errOut, code = trellisCmd(t, "cluster", "remove", fmt.Sprint(b.id), "--route", routeAddr)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, fmt.Sprintf("node %d removed", b.id))
+	out, _, code = trellisCmd(t, "cluster", "status", "--route", routeAddr)
+	require.Equal(t, 0, code)
+	assert.NotContains(t, out, fmt.Sprint(b.id))
+	assert.Contains(t, out, fmt.Sprint(a.id))
+}

@@ -25,6 +25,7 @@ func newClusterCmd(s streams) *cobra.Command {
 by --route (any of them answers; changes go to the leader).`,
 		Example: `  trellis cluster status --route 127.0.0.1:7710
   trellis cluster leave 1234567 --route 127.0.0.1:7710
+  trellis cluster remove 7654321 --route 127.0.0.1:7710
   trellis cluster rf 2 --route 127.0.0.1:7710`,
 		Args: noArgs,
 	}
@@ -84,6 +85,29 @@ with "trellis cluster status".`,
 			})
 		},
 	}
+	remove := &cobra.Command{
+		Use:   "remove NODE-ID",
+		Short: "Forget a down storage node for good (its keys were re-replicated when it went down)",
+		Long: `Remove a storage node that is down from the cluster's membership: it is
+listed no more, and if its process comes back it registers as a new node
+(joining, then active). Only a down (or leaving) node can be removed; a
+running node leaves with "trellis cluster leave".`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return &configError{fmt.Sprintf("invalid node id %q: want the decimal id that status prints", args[0])}
+			}
+			return run(c, func(ctx context.Context, rc *route.Client) error {
+				st, err := rc.Propose(ctx, route.Command{Op: route.OpRemove, ID: id})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(s.out, "node %d removed (epoch %d)\n", id, st.Epoch)
+				return nil
+			})
+		},
+	}
 	rf := &cobra.Command{
 		Use:   "rf FACTOR [KEY]",
 		Short: "Set the default replication factor, or one key's (0 for a key: back to the default)",
@@ -110,7 +134,7 @@ with "trellis cluster status".`,
 			})
 		},
 	}
-	cmd.AddCommand(status, leave, rf)
+	cmd.AddCommand(status, leave, remove, rf)
 	return cmd
 }
 
