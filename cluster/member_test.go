@@ -64,6 +64,49 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, "waiting for %s", what)
 }
 
+// running is a member driver started by runMember.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error // Run's result
+}
+
+// runMember starts tn's member driver (heartbeats and state every 10 ms).
+func runMember(t *testing.T, ctx context.Context, router *fakeRouter, tn *testNode) running {
+	m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
+		Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: 10 * time.Millisecond})
+	require.NoError(t, err)
+	mctx, mcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }()
+	return running{mcancel, done}
+}
+
+// startMembers starts a member driver for every node of tc and waits until
+// all are active and route by the newest epoch.
+func startMembers(t *testing.T, ctx context.Context, router *fakeRouter, tc *testCluster) map[uint64]running {
+	members := map[uint64]running{}
+	for _, tn := range tc.nodes {
+		members[tn.id] = runMember(t, ctx, router, tn)
+	}
+	waitFor(t, "every node active", func() bool {
+		for _, tn := range tc.nodes {
+			if m, ok := router.member(tn.id); !ok || m.State != route.Active {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "every node at the newest epoch", func() bool {
+		for _, tn := range tc.nodes {
+			if tn.node.Epoch() != router.stateEpoch() {
+				return false
+			}
+		}
+		return true
+	})
+	return members
+}
+
 // Members register, sync and activate on their own; a member asked to leave
 // hands its keys to the others and is removed, and its Run returns
 // ErrRemoved; a node that had been active and starts again comes back
@@ -75,23 +118,7 @@ func TestMemberLifecycle(t *testing.T) {
 	tc.state = route.State{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type running struct {
-		cancel context.CancelFunc
-		done   chan error
-	}
-	start := func(tn *testNode) running {
-		m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
-			Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: 10 * time.Millisecond})
-		require.NoError(t, err)
-		mctx, mcancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- m.Run(mctx) }()
-		return running{mcancel, done}
-	}
-	members := map[uint64]running{}
-	for _, tn := range tc.nodes {
-		members[tn.id] = start(tn)
-	}
+	members := startMembers(t, ctx, router, tc)
 	active := func(ids ...uint64) func() bool {
 		return func() bool {
 			for _, id := range ids {
@@ -102,16 +129,6 @@ func TestMemberLifecycle(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, "every node active", active(1, 2, 3))
-	waitFor(t, "every node at the newest epoch", func() bool {
-		st, _ := router.State(ctx)
-		for _, tn := range tc.nodes {
-			if tn.node.Epoch() != st.Epoch {
-				return false
-			}
-		}
-		return true
-	})
 
 	keys := make([]string, 60)
 	for i := range keys {
@@ -148,7 +165,7 @@ func TestMemberLifecycle(t *testing.T) {
 	members[1].cancel()
 	require.NoError(t, <-members[1].done)
 	epoch := tc.nodes[0].node.Epoch()
-	members[1] = start(tc.nodes[0])
+	members[1] = runMember(t, ctx, router, tc.nodes[0])
 	waitFor(t, "node 1 re-registered", func() bool { return tc.nodes[0].node.Epoch() > epoch })
 	waitFor(t, "node 1 active again", active(1, 2))
 	router.mu.Lock()
@@ -210,40 +227,7 @@ func TestRestartedLeavingNodeFinishesLeave(t *testing.T) {
 	tc.state = route.State{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := func(tn *testNode) (context.CancelFunc, chan error) {
-		m, err := cluster.NewMember(cluster.MemberConfig{Node: tn.node, Router: router, Logger: quiet,
-			Self: route.Member{ID: tn.id, Addr: tn.addr}, Every: 10 * time.Millisecond})
-		require.NoError(t, err)
-		mctx, mcancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- m.Run(mctx) }()
-		return mcancel, done
-	}
-	type running struct {
-		cancel context.CancelFunc
-		done   chan error
-	}
-	members := map[uint64]running{}
-	for _, tn := range tc.nodes {
-		c, d := start(tn)
-		members[tn.id] = running{c, d}
-	}
-	waitFor(t, "every node active", func() bool {
-		for id := uint64(1); id <= 3; id++ {
-			if m, ok := router.member(id); !ok || m.State != route.Active {
-				return false
-			}
-		}
-		return true
-	})
-	waitFor(t, "every node at the newest epoch", func() bool {
-		for _, tn := range tc.nodes {
-			if tn.node.Epoch() != router.stateEpoch() {
-				return false
-			}
-		}
-		return true
-	})
+	members := startMembers(t, ctx, router, tc)
 	keys := make([]string, 60)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
@@ -257,9 +241,9 @@ func TestRestartedLeavingNodeFinishesLeave(t *testing.T) {
 	_, err := router.Propose(ctx, route.Command{Op: route.OpLeave, ID: 3})
 	require.NoError(t, err)
 
-	_, done := start(tc.nodes[2])
+	again := runMember(t, ctx, router, tc.nodes[2])
 	select {
-	case err := <-done:
+	case err := <-again.done:
 		require.ErrorIs(t, err, cluster.ErrRemoved)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the restarted leaving node was not removed")

@@ -62,52 +62,40 @@ by --route (any of them answers; changes go to the leader).`,
 			})
 		},
 	}
-	leave := &cobra.Command{
-		Use:   "leave NODE-ID",
-		Short: "Ask a storage node to leave: it hands its keys off, then is removed and stops",
-		Long: `Ask a storage node to leave the cluster. It keeps serving while it pushes its
+	// memberCmd is a command that proposes op for the node id it is given
+	// and prints done (with the id and the new epoch).
+	memberCmd := func(use, short, long string, op route.CommandOp, done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Long: long,
+			Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				id, err := strconv.ParseUint(args[0], 10, 64)
+				if err != nil || id == 0 {
+					return &configError{fmt.Sprintf("invalid node id %q: want the decimal id that status prints", args[0])}
+				}
+				return run(c, func(ctx context.Context, rc *route.Client) error {
+					st, err := rc.Propose(ctx, route.Command{Op: op, ID: id})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(s.out, done+" (epoch %d)\n", id, st.Epoch)
+					return nil
+				})
+			},
+		}
+	}
+	leave := memberCmd("leave NODE-ID",
+		"Ask a storage node to leave: it hands its keys off, then is removed and stops",
+		`Ask a storage node to leave the cluster. It keeps serving while it pushes its
 keys to the nodes that will replicate them without it; once they all hold
 them, it removes itself from the cluster and its process exits. Watch it go
-with "trellis cluster status".`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
-			if err != nil || id == 0 {
-				return &configError{fmt.Sprintf("invalid node id %q: want the decimal id that status prints", args[0])}
-			}
-			return run(c, func(ctx context.Context, rc *route.Client) error {
-				st, err := rc.Propose(ctx, route.Command{Op: route.OpLeave, ID: id})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(s.out, "node %d is leaving (epoch %d)\n", id, st.Epoch)
-				return nil
-			})
-		},
-	}
-	remove := &cobra.Command{
-		Use:   "remove NODE-ID",
-		Short: "Forget a down storage node for good (its keys were re-replicated when it went down)",
-		Long: `Remove a storage node that is down from the cluster's membership: it is
+with "trellis cluster status".`, route.OpLeave, "node %d is leaving")
+	remove := memberCmd("remove NODE-ID",
+		"Forget a down storage node for good (its keys were re-replicated when it went down)",
+		`Remove a storage node that is down from the cluster's membership: it is
 listed no more, and if its process comes back it registers as a new node
 (joining, then active). Only a down (or leaving) node can be removed; a
-running node leaves with "trellis cluster leave".`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
-			if err != nil || id == 0 {
-				return &configError{fmt.Sprintf("invalid node id %q: want the decimal id that status prints", args[0])}
-			}
-			return run(c, func(ctx context.Context, rc *route.Client) error {
-				st, err := rc.Propose(ctx, route.Command{Op: route.OpRemove, ID: id})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(s.out, "node %d removed (epoch %d)\n", id, st.Epoch)
-				return nil
-			})
-		},
-	}
+running node leaves with "trellis cluster leave".`, route.OpRemove, "node %d removed")
 	rf := &cobra.Command{
 		Use:   "rf FACTOR [KEY]",
 		Short: "Set the default replication factor, or one key's (0 for a key: back to the default)",
