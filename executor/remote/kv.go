@@ -267,9 +267,9 @@ func (k *WatchedKV) poll(ctx context.Context, c *watchConn, changed map[string]s
 	}
 	clear(c.pending)
 	k.mu.Unlock()
-	err := c.w.Unwatch(ctx, unwatch...)
+	err := inChunks(unwatch, func(keys [][]byte) error { return c.w.Unwatch(ctx, keys...) })
 	if err == nil {
-		err = c.w.Watch(ctx, watch...)
+		err = inChunks(watch, func(keys [][]byte) error { return c.w.Watch(ctx, keys...) })
 	}
 	var got []string
 	if err == nil {
@@ -301,7 +301,7 @@ func (k *WatchedKV) connect(ctx context.Context, c *watchConn) {
 	k.mu.Unlock()
 	w, err := k.Dial(ctx, c.addr)
 	if err == nil {
-		if err = w.Watch(ctx, all...); err != nil {
+		if err = inChunks(all, func(keys [][]byte) error { return w.Watch(ctx, keys...) }); err != nil {
 			_ = w.Close()
 		}
 	}
@@ -336,6 +336,22 @@ func (k *WatchedKV) connect(ctx context.Context, c *watchConn) {
 			c.pending[key] = false
 		}
 	}
+}
+
+// watchChunk bounds the keys of one WATCH or UNWATCH request, so that a
+// cache of many keys does not make a frame beyond the node's limit.
+const watchChunk = 1024
+
+// inChunks calls f with keys, watchChunk at a time (not at all for none).
+func inChunks(keys [][]byte, f func([][]byte) error) error {
+	for len(keys) > 0 {
+		n := min(len(keys), watchChunk)
+		if err := f(keys[:n]); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // Close closes the watch connections.

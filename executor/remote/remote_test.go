@@ -326,4 +326,12 @@ func TestWatchedKVFallsBackToPolling(t *testing.T) {
 	require.NoError(t, kv.Set(ctx, "b", []byte("2")))
 	require.NoError(t, kv.Set(ctx, "c", []byte("2")))
 	assert.Equal(t, []string{"c"}, k.TakeChanged(nil))
+
+	// Many keys go in several requests; a write of the last is seen.
+	for i := range 3000 {
+		k.Watch(fmt.Appendf(nil, "many:%d", i))
+	}
+	assert.Empty(t, k.TakeChanged(nil))
+	require.NoError(t, kv.Set(ctx, "many:2999", []byte("x")))
+	assert.Equal(t, []string{"many:2999"}, k.TakeChanged(nil))
 }
