@@ -297,7 +297,7 @@ func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
 // bucketKeys returns the keys this node shares with peer in the given
 // buckets, with their cell hashes. An exchange that differs in many
 // buckets asks in several calls (at most maxBucketsPerCall each): those
-// share one pass over the store (a bucket index kept for bucketIndexReuse)
+// share one pass over the store (a bucket index, reused as digests are)
 // instead of making one pass each.
 func (n *Node) bucketKeys(peer uint64, bits uint, buckets map[uint64]bool) map[string]uint64 {
 	out := map[string]uint64{}
@@ -334,7 +334,8 @@ func (n *Node) eachShared(peer uint64, bits uint, fn func(bucket uint64, key str
 }
 
 // The bucket index: a request for at least bucketIndexMin buckets builds
-// (or reuses, for bucketIndexReuse, at the same view) an index of every key
+// (or reuses, at the same view, for as long as the digests are reused:
+// Config.DigestReuse, at least bucketIndexReuse) an index of every key
 // shared with the requesting peer, by bucket. Like the reused digests, it
 // may miss writes made since it was built: those reach the peer by
 // replication and gossip, and the next exchange compares again.
@@ -370,7 +371,7 @@ func (n *Node) bucketIndexFor(peer uint64, bits uint) map[uint64][]keyHash {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := n.view.Load()
-	if c.idx != nil && c.view == v && c.peer == peer && c.bits == bits && time.Since(c.at) < bucketIndexReuse {
+	if c.idx != nil && c.view == v && c.peer == peer && c.bits == bits && time.Since(c.at) < max(bucketIndexReuse, n.cfg.DigestReuse) {
 		return c.idx
 	}
 	at := time.Now()
