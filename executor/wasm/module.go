@@ -48,15 +48,25 @@ func (m *Module) Call(ctx context.Context, h Host, args [][]byte) ([]byte, error
 	in.c = call{host: h, max: m.r.cfg.MaxResult}
 	res, err := in.run(context.WithValue(ctx, callKey{}, &in.c), args, in.c.max)
 	in.c = call{}
+	if ctx.Err() != nil {
+		// The deadline passed during the call: wazero closes an instance
+		// whose context ends (WithCloseOnContextDone), perhaps only after
+		// this call returned, so it never goes back to the pool, whatever
+		// the call returned.
+		in.close()
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, ErrTimeout) {
+			err = fmt.Errorf("%w (%w): %w", ErrTimeout, ctx.Err(), err)
+		}
+		return nil, err
+	}
 	if err != nil && !errors.Is(err, ErrGuest) && !errors.Is(err, ErrTooLarge) {
 		in.close()
 		return nil, err
 	}
 	m.put(in)
-	if errors.Is(err, ErrGuest) && ctx.Err() != nil {
-		// The handler most likely gave up because a host call hit the deadline.
-		err = fmt.Errorf("%w (%w): %w", ErrTimeout, ctx.Err(), err)
-	}
 	return res, err
 }
 
