@@ -18,10 +18,11 @@ import (
 // Run gossips every GossipEvery and, every AntiEntropyEvery, runs
 // anti-entropy with every peer and hands off the copies this node no longer
 // replicates, until ctx ends; then it waits for replication calls in flight.
-// A new epoch (SetState) starts a hand-off at once, repeated every
-// handoffRetry while copies remain that the replicas did not confirm yet
-// (they may not route by the new epoch yet), rather than waiting for the
-// next anti-entropy period.
+// A new epoch (SetState) starts a hand-off at once, repeated after
+// handoffRetry, then twice as long each time (up to the anti-entropy
+// period: each pass reads the whole store), while copies remain that the
+// replicas did not confirm yet (they may not route by the new epoch yet),
+// rather than waiting for the next anti-entropy period.
 func (n *Node) Run(ctx context.Context) error {
 	gossip := time.NewTicker(n.cfg.GossipEvery)
 	defer gossip.Stop()
@@ -29,6 +30,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer ae.Stop()
 	defer n.bg.Wait()
 	var retry <-chan time.Time // a hand-off pass left copies to retry
+	delay := handoffRetry      // before the next retry: doubles while copies remain
 	handoff := func() {
 		s := n.HandoffOnce(ctx)
 		if s.Orphans > 0 {
@@ -36,7 +38,8 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		retry = nil
 		if s.Kept > 0 || s.Errors > 0 {
-			retry = time.After(min(handoffRetry, n.cfg.AntiEntropyEvery))
+			retry = time.After(min(delay, n.cfg.AntiEntropyEvery))
+			delay *= 2
 		}
 	}
 	for {
@@ -46,6 +49,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-gossip.C:
 			n.GossipOnce(ctx)
 		case <-n.moved:
+			delay = handoffRetry
 			handoff()
 		case <-retry:
 			handoff()
