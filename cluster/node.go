@@ -582,17 +582,11 @@ func (n *Node) replicateTo(start startFunc, p route.Member, key, cell []byte, ac
 
 // waitDurable waits until the store has synced every write made so far.
 func (n *Node) waitDurable(ctx context.Context) error {
-	if !n.store.HasDisk() {
-		return fmt.Errorf("%w: a durable acknowledgement needs nodes with a data directory", wire.ErrUnavailable)
+	err := n.store.WaitDurable(ctx)
+	if err != nil && !errors.Is(err, kvs.ErrNoDisk) {
+		err = fmt.Errorf("%w: %w", wire.ErrUnavailable, err)
 	}
-	done := make(chan struct{})
-	n.store.OnDurable(n.store.WriteSeq(), func() { close(done) })
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: waiting for the disk: %w", wire.ErrUnavailable, ctx.Err())
-	}
+	return err
 }
 
 // enqueue marks key for the next gossip round.

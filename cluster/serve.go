@@ -9,6 +9,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/trellisdb/trellis/kvs"
 	"github.com/trellisdb/trellis/pack"
 	"github.com/trellisdb/trellis/ring"
 	"github.com/trellisdb/trellis/route"
@@ -74,8 +75,7 @@ func (n *Node) serveClient(ctx context.Context, req *wire.Request, out []byte) [
 		ack = n.cfg.DefaultAck
 	}
 	if req.Op.IsWrite() && ack == wire.AckDurable && !n.store.HasDisk() {
-		return wire.AppendError(out, req.ID, wire.Errorf(wire.CodeUnavailable,
-			"a durable acknowledgement needs a node with a data directory"))
+		return wire.AppendError(out, req.ID, kvs.ErrNoDisk)
 	}
 	mark := len(out)
 	out, ok := n.store.Exec(req, out)

@@ -157,9 +157,6 @@ func (h *nativeHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	return action
 }
 
-// errNoDisk answers a durable write on a node that persists nothing.
-var errNoDisk = wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
-
 // handle executes one decoded request (or answers its decode error). It
 // appends the response to out, or returns a pending reply that completes
 // later (a write waiting for replication or for its disk sync).
@@ -190,7 +187,7 @@ func (h *nativeHandler) handle(c gnet.Conn, st *nativeConn, req *wire.Request, d
 	if req.Opts.Ack == wire.AckDurable && req.Op.IsWrite() {
 		s := h.srv.store
 		if !s.HasDisk() {
-			return wire.AppendError(out, req.ID, errNoDisk), nil
+			return wire.AppendError(out, req.ID, ErrNoDisk), nil
 		}
 		data := h.exec(req, nil)
 		p := &reply{}

@@ -2,6 +2,7 @@ package kvs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/ring"
+	"github.com/trellisdb/trellis/wire"
 )
 
 // Change is one key's update in a Disk write: Cell is the key's cell
@@ -146,6 +148,26 @@ func (s *Store) OnDurable(seq uint64, fn func()) {
 	select {
 	case p.wake <- struct{}{}:
 	default:
+	}
+}
+
+// ErrNoDisk answers a durable write on a store that persists nothing.
+var ErrNoDisk = wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
+
+// WaitDurable waits until every write made so far is on disk and synced.
+// ErrNoDisk for a store without a disk; the context's error, wrapped, if it
+// ends first.
+func (s *Store) WaitDurable(ctx context.Context) error {
+	if !s.HasDisk() {
+		return ErrNoDisk
+	}
+	synced := make(chan struct{})
+	s.OnDurable(s.WriteSeq(), func() { close(synced) })
+	select {
+	case <-synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the disk sync: %w", ctx.Err())
 	}
 }
 

@@ -51,21 +51,16 @@ func (d directKV) PutAck(ctx context.Context, key, enc []byte, ack wire.Ack) err
 	if ack != wire.AckDurable {
 		return d.Put(ctx, key, enc)
 	}
-	s := d.Store
-	if !s.HasDisk() {
-		return wire.Errorf(wire.CodeUnavailable, "a durable acknowledgement needs a node with a data directory (--data-dir)")
+	if !d.Store.HasDisk() {
+		return kvs.ErrNoDisk
 	}
 	if err := d.Put(ctx, key, enc); err != nil {
 		return err
 	}
-	synced := make(chan struct{})
-	s.OnDurable(s.WriteSeq(), func() { close(synced) })
-	select {
-	case <-synced:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: waiting for the disk sync: %w", wire.ErrTimeout, ctx.Err())
+	if err := d.Store.WaitDurable(ctx); err != nil {
+		return fmt.Errorf("%w: %w", wire.ErrTimeout, err)
 	}
+	return nil
 }
 
 // buildFunctionRoles builds a coordinator keeping definitions in coordKV and
