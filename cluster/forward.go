@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -66,13 +65,12 @@ func (p *respPool) close() {
 
 // ForwardRESP sends an encoded Redis command about key to the Redis port of
 // a node that replicates key (trying each replica until one answers) and
-// returns its raw reply. A command that is not idempotent (INCR and its
-// kin, APPEND) moves on to another replica only if it was not sent: once
-// sent, a lost answer is an error, for the command may have been applied.
-func (n *Node) ForwardRESP(ctx context.Context, key, cmd []byte) ([]byte, error) {
+// returns its raw reply. A command sent once (not idempotent: INCR and its
+// kin) moves on to another replica only if it was not sent: once sent, a
+// lost answer is an error, for the command may have been applied.
+func (n *Node) ForwardRESP(ctx context.Context, key, cmd []byte, once bool) ([]byte, error) {
 	var buf [8]route.Member
 	var errs []error
-	once := !idempotent(cmd)
 	for _, m := range n.view.Load().replicas(key, buf[:0]) {
 		if m.ID == n.cfg.ID || m.RESPAddr == "" {
 			continue
@@ -120,19 +118,4 @@ func (n *Node) forwardTo(ctx context.Context, addr string, cmd []byte) (reply []
 	}
 	n.resp.put(addr, c)
 	return reply, true, nil
-}
-
-// idempotent reports whether applying the encoded command twice is the
-// same as once. Writes that add to a value are not; an unparsable command
-// counts as not.
-func idempotent(cmd []byte) bool {
-	args, _, err := resp.ParseCommand(cmd, nil, resp.Limits{})
-	if err != nil || len(args) == 0 {
-		return false
-	}
-	switch strings.ToUpper(string(args[0])) {
-	case "INCR", "INCRBY", "DECR", "DECRBY", "INCRBYFLOAT", "APPEND", "HINCRBY", "HINCRBYFLOAT", "GETSET", "GETDEL":
-		return false
-	}
-	return true
 }

@@ -56,11 +56,11 @@ func TestForwardRetriesOnlyIdempotentCommands(t *testing.T) {
 	require.NoError(t, n.SetState(st))
 	ctx := context.Background()
 
-	_, err = n.ForwardRESP(ctx, []byte("k"), resp.AppendCommandString(nil, "SET", "k", "v"))
+	_, err = n.ForwardRESP(ctx, []byte("k"), resp.AppendCommandString(nil, "SET", "k", "v"), false)
 	require.Error(t, err)
 	require.EqualValues(t, 2, got2.Load()+got3.Load(), "a SET is tried on both replicas")
 
-	_, err = n.ForwardRESP(ctx, []byte("k"), resp.AppendCommandString(nil, "INCR", "k"))
+	_, err = n.ForwardRESP(ctx, []byte("k"), resp.AppendCommandString(nil, "INCR", "k"), true)
 	require.ErrorContains(t, err, "may have been applied")
 	require.EqualValues(t, 3, got2.Load()+got3.Load(), "an INCR is sent once")
 }

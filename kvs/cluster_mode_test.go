@@ -77,7 +77,7 @@ func (f *fakeCluster) Replicate(_ context.Context, key []byte, _ wire.Ack) error
 	return nil
 }
 
-func (f *fakeCluster) ForwardRESP(_ context.Context, key, _ []byte) ([]byte, error) {
+func (f *fakeCluster) ForwardRESP(_ context.Context, key, _ []byte, _ bool) ([]byte, error) {
 	return []byte("$" + itoa(len("forwarded:"+string(key))) + "\r\nforwarded:" + string(key) + "\r\n"), nil
 }
 

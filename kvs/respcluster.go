@@ -56,7 +56,7 @@ func (h *respHandler) runInCluster(ctx context.Context, st *respConn, cl Cluster
 	if allResponsible(cl, keys) {
 		return h.runHere(ctx, st, cl, cmd, args, keys, nil)
 	}
-	out, err := cl.ForwardRESP(ctx, keys[0], resp.AppendCommand(nil, args...))
+	out, err := cl.ForwardRESP(ctx, keys[0], resp.AppendCommand(nil, args...), cmd.once)
 	if err != nil {
 		return resp.AppendError(nil, "ERR forwarding to the key's replicas: "+err.Error())
 	}

@@ -27,7 +27,10 @@ type respCmd struct {
 	last  int      // last key argument (-1: the last argument)
 	step  int
 	write bool // changes data (set from flags)
-	fn    func(h *respHandler, st *respConn, args [][]byte, out []byte) []byte
+	// once: applying it twice is not applying it once (it adds to a
+	// value), so a forwarded copy whose reply was lost is not sent again.
+	once bool
+	fn   func(h *respHandler, st *respConn, args [][]byte, out []byte) []byte
 }
 
 // maxCommandName is the longest command name looked up.
@@ -58,10 +61,10 @@ func newCommandTable() commandTable {
 		{name: "type", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, fn: cmdType},
 		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, fn: cmdMGet},
 		{name: "mset", arity: -3, flags: []string{"write", "denyoom"}, first: 1, last: -1, step: 2, fn: cmdMSet},
-		{name: "incr", arity: 2, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, fn: cmdIncr},
-		{name: "decr", arity: 2, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, fn: cmdDecr},
-		{name: "incrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, fn: cmdIncrBy},
-		{name: "decrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, fn: cmdDecrBy},
+		{name: "incr", arity: 2, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, once: true, fn: cmdIncr},
+		{name: "decr", arity: 2, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, once: true, fn: cmdDecr},
+		{name: "incrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, once: true, fn: cmdIncrBy},
+		{name: "decrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, once: true, fn: cmdDecrBy},
 		{name: "sadd", arity: -3, flags: []string{"write", "denyoom", "fast"}, first: 1, last: 1, step: 1, fn: cmdSAdd},
 		{name: "srem", arity: -3, flags: []string{"write", "fast"}, first: 1, last: 1, step: 1, fn: cmdSRem},
 		{name: "smembers", arity: 2, flags: []string{"readonly"}, first: 1, last: 1, step: 1, fn: cmdSMembers},

@@ -118,8 +118,10 @@ type Cluster interface {
 	// replicas, and returns once ack is satisfied.
 	Replicate(ctx context.Context, key []byte, ack wire.Ack) error
 	// ForwardRESP sends an encoded Redis command about key to the Redis port
-	// of a node that replicates key and returns its raw reply.
-	ForwardRESP(ctx context.Context, key, cmd []byte) ([]byte, error)
+	// of a node that replicates key and returns its raw reply. A command
+	// sent once (not idempotent) is not sent to another replica after its
+	// reply was lost.
+	ForwardRESP(ctx context.Context, key, cmd []byte, once bool) ([]byte, error)
 }
 
 // Defaults for ServerConfig.
