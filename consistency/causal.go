@@ -66,15 +66,10 @@ func (s *Snapshot) requiredLocked(key string) (*lattice.VClock, error) {
 // depends on a newer version of a key the call has already read. A key
 // absent everywhere is remembered as absent, as Read does.
 func (s *Snapshot) ReadCausal(key string, cached, fresh func() ([]byte, error)) ([]byte, error) {
-	s.mu.Lock()
-	v, ok := s.m[key]
-	if ok {
-		s.mu.Unlock()
-		if len(v) == 0 {
-			return nil, fmt.Errorf("%w: key %q (absent in this call's snapshot)", wire.ErrNotFound, key)
-		}
-		return v, nil
+	if v, ok := s.held(key); ok {
+		return found(key, v)
 	}
+	s.mu.Lock()
 	need, err := s.requiredLocked(key)
 	s.mu.Unlock()
 	if err != nil {
@@ -98,7 +93,7 @@ func (s *Snapshot) ReadCausal(key string, cached, fresh func() ([]byte, error)) 
 		ok, err := recent(enc)
 		return enc, ok, err
 	}
-	v, ok, err = get(cached)
+	v, ok, err := get(cached)
 	if err == nil && !ok {
 		v, ok, err = get(fresh)
 	}
@@ -128,24 +123,7 @@ func (s *Snapshot) ReadCausal(key string, cached, fresh func() ([]byte, error)) 
 			return nil, fmt.Errorf("%w: key %q depends on a newer version of %q than this call read", ErrConflict, key, d)
 		}
 	}
-	if have, ok := s.m[key]; ok { // a concurrent read of the call won
-		v = have
-	} else {
-		if len(s.m) >= MaxKeys {
-			return nil, fmt.Errorf("%w: a call reads at most %d keys", wire.ErrTooLarge, MaxKeys)
-		}
-		if s.m == nil {
-			s.m = make(map[string][]byte)
-		}
-		if v == nil {
-			v = []byte{}
-		}
-		s.m[key] = v
-	}
-	if len(v) == 0 {
-		return nil, fmt.Errorf("%w: key %q", wire.ErrNotFound, key)
-	}
-	return v, nil
+	return s.pinLocked(key, v)
 }
 
 // CausalWrite returns the encoding of a causal write of value to key by

@@ -85,14 +85,8 @@ func NewSnapshot(versions map[string][]byte) *Snapshot {
 // exist (an error wrapping wire.ErrNotFound) is remembered as absent (an
 // empty version), so later reads find it absent too.
 func (s *Snapshot) Read(key string, fetch func() ([]byte, error)) ([]byte, error) {
-	s.mu.Lock()
-	v, ok := s.m[key]
-	s.mu.Unlock()
-	if ok {
-		if len(v) == 0 {
-			return nil, fmt.Errorf("%w: key %q (absent in this call's snapshot)", wire.ErrNotFound, key)
-		}
-		return v, nil
+	if v, ok := s.held(key); ok {
+		return found(key, v)
 	}
 	v, err := fetch()
 	if err != nil && wire.CodeOf(err) != wire.CodeNotFound {
@@ -100,27 +94,43 @@ func (s *Snapshot) Read(key string, fetch func() ([]byte, error)) ([]byte, error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.m) >= MaxKeys {
-		if _, ok := s.m[key]; !ok {
-			return nil, fmt.Errorf("%w: a repeatable-read call reads at most %d keys", wire.ErrTooLarge, MaxKeys)
-		}
+	return s.pinLocked(key, v)
+}
+
+// held returns the version the snapshot holds of key, if any.
+func (s *Snapshot) held(key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return v, ok
+}
+
+// found returns a held version, or not found for one held as absent (empty).
+func found(key string, v []byte) ([]byte, error) {
+	if len(v) == 0 {
+		return nil, fmt.Errorf("%w: key %q (absent in this call's snapshot)", wire.ErrNotFound, key)
 	}
+	return v, nil
+}
+
+// pinLocked makes the snapshot hold v as key's version (nil: absent),
+// unless a concurrent read of the call pinned one first, and returns the
+// version held. Locked by the caller.
+func (s *Snapshot) pinLocked(key string, v []byte) ([]byte, error) {
 	if have, ok := s.m[key]; ok { // a concurrent read of the call won
-		v, err = have, nil
-		if len(v) == 0 {
-			err = fmt.Errorf("%w: key %q (absent in this call's snapshot)", wire.ErrNotFound, key)
-		}
-		return v, err
+		return found(key, have)
+	}
+	if len(s.m) >= MaxKeys {
+		return nil, fmt.Errorf("%w: a call reads at most %d keys", wire.ErrTooLarge, MaxKeys)
 	}
 	if s.m == nil {
 		s.m = make(map[string][]byte)
 	}
-	if err != nil {
-		s.m[key] = []byte{}
-		return nil, err
+	if v == nil {
+		v = []byte{}
 	}
 	s.m[key] = v
-	return v, nil
+	return found(key, v)
 }
 
 // Wrote records that the call wrote key, which now holds version (the
