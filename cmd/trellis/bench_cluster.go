@@ -376,45 +376,37 @@ func load(ctx context.Context, lc *localCluster, count, rf int) error {
 		defer c.Close()
 		clients[i] = c.WithAck(client.AckLocal)
 	}
-	const batch = 1000
-	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	for range 8 {
-		g.Go(func() error {
-			bs := make([]*client.Batch, len(clients))
-			for i, c := range clients {
-				bs[i] = c.Batch()
-			}
-			for {
-				start := int(next.Add(batch)) - batch
-				if start >= count {
-					return nil
-				}
-				for i := start; i < min(start+batch, count); i++ {
-					k := fmt.Sprintf("k:%d", i)
-					for j, n := range lc.nodes {
-						if n.node.Responsible([]byte(k)) {
-							bs[j].Set([]byte(k), []byte(fmt.Sprintf("v:%d", i)))
-							break
-						}
+	err := inRanges(ctx, count, func() func(ctx context.Context, start, end int) error {
+		bs := make([]*client.Batch, len(clients))
+		for i, c := range clients {
+			bs[i] = c.Batch()
+		}
+		return func(ctx context.Context, start, end int) error {
+			for i := start; i < end; i++ {
+				k := fmt.Sprintf("k:%d", i)
+				for j, n := range lc.nodes {
+					if n.node.Responsible([]byte(k)) {
+						bs[j].Set([]byte(k), []byte(fmt.Sprintf("v:%d", i)))
+						break
 					}
-				}
-				for _, b := range bs {
-					res, err := b.Exec(gctx)
-					if err != nil {
-						return err
-					}
-					for _, r := range res {
-						if r.Err != nil {
-							return r.Err
-						}
-					}
-					b.Reset()
 				}
 			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+			for _, b := range bs {
+				res, err := b.Exec(ctx)
+				if err != nil {
+					return err
+				}
+				for _, r := range res {
+					if r.Err != nil {
+						return r.Err
+					}
+				}
+				b.Reset()
+			}
+			return nil
+		}
+	})
+	if err != nil {
 		return err
 	}
 	want := count * min(rf, len(lc.nodes))
@@ -530,42 +522,56 @@ func readBack(ctx context.Context, lc *localCluster, count int) (int, error) {
 		return 0, err
 	}
 	defer cc.Close()
+	var bad atomic.Int64
+	err = inRanges(ctx, count, func() func(ctx context.Context, start, end int) error {
+		b := cc.Batch()
+		return func(ctx context.Context, start, end int) error {
+			b.Reset()
+			for i := start; i < end; i++ {
+				b.Get([]byte(fmt.Sprintf("k:%d", i)))
+			}
+			res, err := b.Exec(ctx)
+			if err != nil {
+				return err
+			}
+			for j, r := range res {
+				if r.Err != nil {
+					bad.Add(1)
+					continue
+				}
+				_, _, v, err := lattice.ParseLWW(r.Value)
+				if err != nil || string(v) != fmt.Sprintf("v:%d", start+j) {
+					bad.Add(1)
+				}
+			}
+			return nil
+		}
+	})
+	return int(bad.Load()), err
+}
+
+// inRanges splits keys 0 to count-1 into ranges of 1000 and hands them to 8
+// workers; each worker gets its function from worker (its own batches) and
+// calls it with each range it takes. The first error stops them all.
+func inRanges(ctx context.Context, count int, worker func() func(ctx context.Context, start, end int) error) error {
 	const batch = 1000
 	var next atomic.Int64
-	var bad atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for range 8 {
+		run := worker()
 		g.Go(func() error {
-			b := cc.Batch()
 			for {
 				start := int(next.Add(batch)) - batch
 				if start >= count {
 					return nil
 				}
-				b.Reset()
-				end := min(start+batch, count)
-				for i := start; i < end; i++ {
-					b.Get([]byte(fmt.Sprintf("k:%d", i)))
-				}
-				res, err := b.Exec(gctx)
-				if err != nil {
+				if err := run(gctx, start, min(start+batch, count)); err != nil {
 					return err
-				}
-				for j, r := range res {
-					if r.Err != nil {
-						bad.Add(1)
-						continue
-					}
-					_, _, v, err := lattice.ParseLWW(r.Value)
-					if err != nil || string(v) != fmt.Sprintf("v:%d", start+j) {
-						bad.Add(1)
-					}
 				}
 			}
 		})
 	}
-	err = g.Wait()
-	return int(bad.Load()), err
+	return g.Wait()
 }
 
 func benchRestart(ctx context.Context, lc *localCluster, bc clusterBenchConfig, say func(string, ...any)) (restartResult, error) {
