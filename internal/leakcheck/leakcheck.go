@@ -19,6 +19,11 @@ var ignored = []goleak.Option{
 	goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*goWorker).run.func1"),
 }
 
+// Find reports the goroutines left behind (nil if none), ignoring the same
+// ones as VerifyTestMain: for a TestMain with work of its own after the
+// tests.
+func Find(opts ...goleak.Option) error { return goleak.Find(append(ignored, opts...)...) }
+
 // VerifyTestMain runs m's tests, then checks for leaked goroutines; call it
 // from TestMain.
 func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
