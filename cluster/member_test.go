@@ -88,14 +88,11 @@ func startMembers(t *testing.T, ctx context.Context, router *fakeRouter, tc *tes
 	for _, tn := range tc.nodes {
 		members[tn.id] = runMember(t, ctx, router, tn)
 	}
-	waitFor(t, "every node active", func() bool {
-		for _, tn := range tc.nodes {
-			if m, ok := router.member(tn.id); !ok || m.State != route.Active {
-				return false
-			}
-		}
-		return true
-	})
+	var ids []uint64
+	for _, tn := range tc.nodes {
+		ids = append(ids, tn.id)
+	}
+	waitFor(t, "every node active", allActive(router, ids...))
 	waitFor(t, "every node at the newest epoch", func() bool {
 		for _, tn := range tc.nodes {
 			if tn.node.Epoch() != router.stateEpoch() {
@@ -107,41 +104,45 @@ func startMembers(t *testing.T, ctx context.Context, router *fakeRouter, tc *tes
 	return members
 }
 
-// Members register, sync and activate on their own; a member asked to leave
-// hands its keys to the others and is removed, and its Run returns
-// ErrRemoved; a node that had been active and starts again comes back
-// through joining.
-func TestMemberLifecycle(t *testing.T) {
-	tc := newTestCluster(t, 3, 2, 1)
-	defer tc.close()
-	router := &fakeRouter{state: route.State{Epoch: 1, DefaultRF: 2}, beats: map[uint64]int{}}
+// allActive reports whether every member named is active.
+func allActive(router *fakeRouter, ids ...uint64) func() bool {
+	return func() bool {
+		for _, id := range ids {
+			if m, ok := router.member(id); !ok || m.State != route.Active {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// memberTest is three nodes (RF 2) whose member drivers run against a
+// fake routing tier; until ctx ends, every node is active and holds its
+// share of 60 keys written with quorum acks.
+func memberTest(t *testing.T) (tc *testCluster, router *fakeRouter, ctx context.Context, members map[uint64]running, keys []string) {
+	tc = newTestCluster(t, 3, 2, 1)
+	t.Cleanup(tc.close)
+	router = &fakeRouter{state: route.State{Epoch: 1, DefaultRF: 2}, beats: map[uint64]int{}}
 	tc.state = route.State{}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	members := startMembers(t, ctx, router, tc)
-	active := func(ids ...uint64) func() bool {
-		return func() bool {
-			for _, id := range ids {
-				if m, ok := router.member(id); !ok || m.State != route.Active {
-					return false
-				}
-			}
-			return true
-		}
-	}
-
-	keys := make([]string, 60)
+	t.Cleanup(cancel)
+	members = startMembers(t, ctx, router, tc)
+	keys = make([]string, 60)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
 		require.NoError(t, tc.do(tc.replicas(keys[i])[0].addr, set(keys[i], "v", wire.AckQuorum)).Err())
 	}
 	tc.settle()
+	return tc, router, ctx, members, keys
+}
 
-	// Node 3 leaves.
-	_, err := router.Propose(ctx, route.Command{Op: route.OpLeave, ID: 3})
-	require.NoError(t, err)
+// requireRemoved waits for the member driver that done reports on to
+// return ErrRemoved, and checks that node 3 is gone and nodes 1 and 2 route
+// by the newest state.
+func requireRemoved(t *testing.T, tc *testCluster, router *fakeRouter, done <-chan error) {
+	t.Helper()
 	select {
-	case err := <-members[3].done:
+	case err := <-done:
 		require.ErrorIs(t, err, cluster.ErrRemoved)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the leaving node was not removed")
@@ -149,9 +150,21 @@ func TestMemberLifecycle(t *testing.T) {
 	_, still := router.member(3)
 	require.False(t, still)
 	waitFor(t, "nodes 1 and 2 at the newest epoch", func() bool {
-		st, _ := router.State(ctx)
-		return tc.nodes[0].node.Epoch() == st.Epoch && tc.nodes[1].node.Epoch() == st.Epoch
+		return tc.nodes[0].node.Epoch() == router.stateEpoch() && tc.nodes[1].node.Epoch() == router.stateEpoch()
 	})
+}
+
+// Members register, sync and activate on their own; a member asked to leave
+// hands its keys to the others and is removed, and its Run returns
+// ErrRemoved; a node that had been active and starts again comes back
+// through joining.
+func TestMemberLifecycle(t *testing.T) {
+	tc, router, ctx, members, keys := memberTest(t)
+
+	// Node 3 leaves.
+	_, err := router.Propose(ctx, route.Command{Op: route.OpLeave, ID: 3})
+	require.NoError(t, err)
+	requireRemoved(t, tc, router, members[3].done)
 	tc.net.Detach(tc.nodes[2].addr) // the process would exit now
 	for _, k := range keys {
 		for _, tn := range tc.nodes[:2] { // RF 2 over two nodes: both hold everything
@@ -167,7 +180,7 @@ func TestMemberLifecycle(t *testing.T) {
 	epoch := tc.nodes[0].node.Epoch()
 	members[1] = runMember(t, ctx, router, tc.nodes[0])
 	waitFor(t, "node 1 re-registered", func() bool { return tc.nodes[0].node.Epoch() > epoch })
-	waitFor(t, "node 1 active again", active(1, 2))
+	waitFor(t, "node 1 active again", allActive(router, 1, 2))
 	router.mu.Lock()
 	require.NotZero(t, router.beats[1])
 	router.mu.Unlock()
@@ -221,19 +234,7 @@ func TestHeartbeatsDuringSlowSync(t *testing.T) {
 // is marked down (it may have missed writes), hands its copies to the keys'
 // replicas, and is removed.
 func TestRestartedLeavingNodeFinishesLeave(t *testing.T) {
-	tc := newTestCluster(t, 3, 2, 1)
-	defer tc.close()
-	router := &fakeRouter{state: route.State{Epoch: 1, DefaultRF: 2}, beats: map[uint64]int{}}
-	tc.state = route.State{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	members := startMembers(t, ctx, router, tc)
-	keys := make([]string, 60)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("k%d", i)
-		require.NoError(t, tc.do(tc.replicas(keys[i])[0].addr, set(keys[i], "v", wire.AckQuorum)).Err())
-	}
-	tc.settle()
+	tc, router, ctx, members, keys := memberTest(t)
 
 	// Node 3's process stops; the operator asks it to leave meanwhile.
 	members[3].cancel()
@@ -242,17 +243,7 @@ func TestRestartedLeavingNodeFinishesLeave(t *testing.T) {
 	require.NoError(t, err)
 
 	again := runMember(t, ctx, router, tc.nodes[2])
-	select {
-	case err := <-again.done:
-		require.ErrorIs(t, err, cluster.ErrRemoved)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the restarted leaving node was not removed")
-	}
-	_, still := router.member(3)
-	require.False(t, still)
-	waitFor(t, "nodes 1 and 2 at the newest epoch", func() bool {
-		return tc.nodes[0].node.Epoch() == router.stateEpoch() && tc.nodes[1].node.Epoch() == router.stateEpoch()
-	})
+	requireRemoved(t, tc, router, again.done)
 	tc.net.Detach(tc.nodes[2].addr)
 	for _, k := range keys {
 		for _, tn := range tc.nodes[:2] { // RF 2 over two nodes: both hold everything
