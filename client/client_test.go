@@ -25,27 +25,7 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 // and a function that stops it.
 func startNode(t *testing.T) (string, func()) {
 	t.Helper()
-	store, err := kvs.NewStore(kvs.StoreConfig{})
-	require.NoError(t, err)
-	srv, err := kvs.NewServer(store, kvs.ServerConfig{Addr: "127.0.0.1:0", RESPAddr: kvs.AddrOff})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("node did not start: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
-	t.Cleanup(stop)
-	return srv.Addr(), stop
+	return startNodeWith(t, kvs.ServerConfig{})
 }
 
 func dial(t *testing.T, addr string, opts client.Options) *client.Client {
