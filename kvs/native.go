@@ -315,8 +315,7 @@ func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster,
 			// The client routes by a newer state than this node's: the
 			// node may no longer hold the key, or may hold it newly.
 			// Serve refreshes the state first.
-			from := c.RemoteAddr().String()
-			return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
+			return out, h.clusterAside(c, st, cl, req)
 		}
 		keys := req.Keys
 		if req.Op == wire.OpGet {
@@ -338,10 +337,16 @@ func (h *nativeHandler) handleInCluster(c gnet.Conn, st *nativeConn, cl Cluster,
 				return out, p
 			}
 		}
-		from := c.RemoteAddr().String()
-		return out, h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
+		return out, h.clusterAside(c, st, cl, req)
 	}
 	return h.exec(req, out), nil
+}
+
+// clusterAside serves req through the cluster on a goroutine of its own
+// (it waits for replicas, the routing tier or a disk).
+func (h *nativeHandler) clusterAside(c gnet.Conn, st *nativeConn, cl Cluster, req *wire.Request) *reply {
+	from := c.RemoteAddr().String()
+	return h.runAside(c, st, req, func(ctx context.Context, r *wire.Request) []byte { return cl.Serve(ctx, from, r, nil) })
 }
 
 // serveOnLoop serves a client write through Cluster.ServeOnLoop, on this
