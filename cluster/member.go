@@ -158,26 +158,37 @@ func (m *Member) heartbeats(ctx context.Context) {
 // it down, since it may have missed writes and must not serve reads again,
 // and reports leaving: Run then finishes the leave from the down state (a
 // down member can be removed). Otherwise it changes nothing.
-func (m *Member) resumeLeave(ctx context.Context) (route.State, bool, error) {
+func (m *Member) resumeLeave(ctx context.Context) (st route.State, leaving bool, err error) {
 	c := m.cfg
+	err = m.retry(ctx, "reading the routing state", func() error {
+		st, err = c.Router.State(ctx)
+		if err != nil {
+			return err
+		}
+		me, ok := st.Member(c.Self.ID)
+		if leaving = ok && me.State == route.Leaving; leaving {
+			st, err = c.Router.Propose(ctx, route.Command{Op: route.OpMarkDown, ID: c.Self.ID})
+		}
+		return err
+	})
+	return st, leaving, err
+}
+
+// retry runs step until it succeeds, every Every, logging failures, or
+// until ctx ends: then it returns step's last error.
+func (m *Member) retry(ctx context.Context, what string, step func() error) error {
 	for {
-		st, err := c.Router.State(ctx)
+		err := step()
 		if err == nil {
-			me, ok := st.Member(c.Self.ID)
-			if !ok || me.State != route.Leaving {
-				return st, false, nil
-			}
-			if st, err = c.Router.Propose(ctx, route.Command{Op: route.OpMarkDown, ID: c.Self.ID}); err == nil {
-				return st, true, nil
-			}
+			return nil
 		}
 		if ctx.Err() != nil {
-			return route.State{}, false, fmt.Errorf("cluster: reading the routing state for node %d: %w", c.Self.ID, err)
+			return fmt.Errorf("cluster: node %d: %s: %w", m.cfg.Self.ID, what, err)
 		}
-		c.Logger.Warn("reading the routing state failed; retrying", "err", err)
+		m.cfg.Logger.Warn(what+" failed; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(c.Every):
+		case <-time.After(m.cfg.Every):
 		}
 	}
 }
@@ -186,11 +197,11 @@ func (m *Member) resumeLeave(ctx context.Context) (route.State, bool, error) {
 // routing tier still has it active (it crashed and came back before being
 // marked down) is marked down first: it may have missed writes, so it must
 // not serve reads before it has caught up, which is what joining does.
-func (m *Member) register(ctx context.Context) (route.State, error) {
+func (m *Member) register(ctx context.Context) (st route.State, err error) {
 	self := m.cfg.Self
 	self.State = 0
-	for {
-		st, err := m.cfg.Router.Propose(ctx, route.Command{Op: route.OpRegister, Member: self})
+	err = m.retry(ctx, "registering with the routing tier", func() error {
+		st, err = m.cfg.Router.Propose(ctx, route.Command{Op: route.OpRegister, Member: self})
 		if err == nil {
 			if me, ok := st.Member(self.ID); ok && me.State != route.Joining {
 				_, err = m.cfg.Router.Propose(ctx, route.Command{Op: route.OpMarkDown, ID: self.ID})
@@ -199,18 +210,9 @@ func (m *Member) register(ctx context.Context) (route.State, error) {
 				}
 			}
 		}
-		if err == nil {
-			return st, nil
-		}
-		if ctx.Err() != nil {
-			return route.State{}, fmt.Errorf("cluster: registering node %d: %w", self.ID, err)
-		}
-		m.cfg.Logger.Warn("registering with the routing tier failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(m.cfg.Every):
-		}
-	}
+		return err
+	})
+	return st, err
 }
 
 // join pulls the joining node's keys from its peers and, once a round finds
