@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/trellisdb/trellis/wire"
 )
 
 // Distributions of keys.
@@ -73,6 +75,19 @@ type KVSConfig struct {
 	SkipPreload bool
 	// Seed seeds the workers' generators. Default 0 (a valid seed).
 	Seed uint64
+	// Route, when set, lists routing nodes of a cluster: each worker then
+	// sends its operations through a cluster client (package
+	// clusterclient) to the replicas of each key, and Addr is not used.
+	// With Pipeline 1 each operation is a single call (so quorum sets fan
+	// out, see clusterclient); with more, a cluster client's batch.
+	Route []string
+	// Ack is the acknowledgement sets ask for: "local", "quorum" or
+	// "durable". Default "": the node's default (with Route, the cluster
+	// client's: quorum).
+	Ack string
+	// NoFanOut, with Route, sends quorum sets through one node, which
+	// replicates them, instead of to a quorum of replicas at once.
+	NoFanOut bool
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -119,6 +134,14 @@ func (c KVSConfig) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return bad("address %q: %v", c.Addr, err)
+	}
+	for _, a := range c.Route {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad("routing address %q: %v", a, err)
+		}
+	}
+	if _, err := c.ack(); err != nil {
+		return bad("%v", err)
 	}
 	switch {
 	case c.Conns < 1:
@@ -189,4 +212,19 @@ func (c *KVSConfig) UnmarshalJSON(b []byte) error {
 		c.GetRatio = NoGets
 	}
 	return nil
+}
+
+// ack returns the wire acknowledgement Ack names.
+func (c KVSConfig) ack() (wire.Ack, error) {
+	switch c.Ack {
+	case "":
+		return wire.AckDefault, nil
+	case "local":
+		return wire.AckLocal, nil
+	case "quorum":
+		return wire.AckQuorum, nil
+	case "durable":
+		return wire.AckDurable, nil
+	}
+	return 0, fmt.Errorf("ack must be local, quorum or durable, got %q", c.Ack)
 }

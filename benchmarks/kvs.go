@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -92,7 +93,7 @@ func RunKVS(ctx context.Context, cfg KVSConfig, progress func(Progress)) (KVSRes
 		}
 	}()
 	for i := range workers {
-		c, err := client.Dial(ctx, cfg.Addr, client.Options{Conns: 1, Name: "trellis-bench"})
+		c, err := dialTarget(ctx, cfg)
 		if err != nil {
 			return res, fmt.Errorf("benchmarks: connection %d: %w", i, err)
 		}
@@ -233,8 +234,8 @@ func errKindName(k int) string {
 // reports read.
 type worker struct {
 	id       int
-	c        *client.Client
-	b        *client.Batch
+	c        io.Closer
+	b        batch
 	rng      *rand.Rand
 	zipf     *Zipf // nil for uniform keys
 	keys     int64
@@ -252,7 +253,7 @@ type worker struct {
 // keyLen is len("key:") + 12 digits.
 const keyLen = 16
 
-func newWorker(id int, c *client.Client, cfg KVSConfig, zipf *Zipf) *worker {
+func newWorker(id int, c target, cfg KVSConfig, zipf *Zipf) *worker {
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(id)))
 	value := make([]byte, cfg.ValueSize)
 	for i := range value {

@@ -96,7 +96,7 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 		}
 	}
 	g := newGroup(len(b.reqs))
-	err = cn.send(ctx, g, func(buf []byte, id uint64) []byte {
+	err = cn.send(ctx, g.calls, func(buf []byte, id uint64) []byte {
 		for i := range b.reqs {
 			b.reqs[i].ID = id + uint64(i)
 			buf = b.reqs[i].AppendFrame(buf)
@@ -107,7 +107,7 @@ func (b *Batch) Exec(ctx context.Context) ([]BatchResult, error) {
 		g.release()
 		return nil, err
 	}
-	if abandoned, err := cn.wait(ctx, g); abandoned {
+	if abandoned, err := g.wait(ctx); abandoned {
 		return nil, err // the reader releases g
 	}
 	b.g = g

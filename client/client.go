@@ -261,7 +261,7 @@ func (c *Client) pick(ctx context.Context) (*conn, error) {
 // must release the returned call.
 func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*call, error) {
 	g := newGroup(1)
-	err := cn.send(ctx, g, func(b []byte, id uint64) []byte {
+	err := cn.send(ctx, g.calls, func(b []byte, id uint64) []byte {
 		req.ID = id
 		return req.AppendFrame(b)
 	})
@@ -269,7 +269,7 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*c
 		g.release()
 		return nil, err
 	}
-	abandoned, err := cn.wait(ctx, g)
+	abandoned, err := g.wait(ctx)
 	if abandoned {
 		return nil, err
 	}
@@ -339,4 +339,53 @@ func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Response, err
 	resp.ID = req.ID
 	resp.Result = bytes.Clone(resp.Result)
 	return &resp, nil
+}
+
+// DoAll sends req to every node in nodes at once, one connection of each,
+// and waits for all their answers (the caller wakes once, when the last one
+// is in): a write that must reach several replicas costs one round trip,
+// not one per replica. It returns each node's outcome, errs[i] for
+// nodes[i]: nil, the server's error (as Do's callers get it from
+// Response.Err), or the transport's (the context ended, the connection
+// failed: the request may have been applied). The responses' results are
+// not returned: it is for writes whose answer is nil or a count.
+//
+// As with Do, req.Opts are sent as they are and req is not modified.
+func DoAll(ctx context.Context, req *wire.Request, nodes ...*Client) []error {
+	errs := make([]error, len(nodes))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = ctxErr(ctx)
+		}
+		return errs
+	}
+	g := newGroup(len(nodes))
+	for i, c := range nodes {
+		cl := g.calls[i]
+		cn, err := c.pick(ctx)
+		if err == nil {
+			r := *req // each frame gets its connection's wire id
+			err = cn.send(ctx, g.calls[i:i+1], func(b []byte, id uint64) []byte {
+				r.ID = id
+				return r.AppendFrame(b)
+			})
+		}
+		if err != nil { // nothing was queued: the call completes here
+			cl.err = err
+			cl.complete()
+		}
+	}
+	if abandoned, err := g.wait(ctx); abandoned {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs // the readers release g
+	}
+	for i, cl := range g.calls {
+		if errs[i] = cl.err; errs[i] == nil {
+			errs[i] = cl.resp.Err()
+		}
+	}
+	g.release()
+	return errs
 }

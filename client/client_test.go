@@ -320,3 +320,64 @@ func TestDo(t *testing.T) {
 	_, err = c.Do(ctx, ping)
 	require.ErrorIs(t, err, client.ErrClosed)
 }
+
+// DoAll sends one request to several nodes and reports each one's outcome.
+func TestDoAll(t *testing.T) {
+	addrA, _ := startNode(t)
+	addrB, _ := startNode(t)
+	a := dial(t, addrA, client.Options{Conns: 1})
+	b := dial(t, addrB, client.Options{Conns: 2})
+	ctx := ctx(t)
+
+	w := &lattice.LWW{TS: lattice.MakeTimestamp(1700000000000, 0), Writer: 7, Value: []byte("both")}
+	enc, err := w.AppendBinary(nil)
+	require.NoError(t, err)
+	put := &wire.Request{ID: 9, Op: wire.OpPut, Key: []byte("k"), Value: enc}
+	for range 3 { // repeated: the ids of both connections move on
+		require.Equal(t, []error{nil, nil}, client.DoAll(ctx, put, a, b))
+	}
+	require.EqualValues(t, 9, put.ID, "the request is not modified")
+	for _, c := range []*client.Client{a, b} {
+		v, err := c.GetBytes(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, "both", string(v))
+	}
+
+	// Each node's own outcome: a server error at one, a closed client at
+	// another, success at the third.
+	_, err = b.SetAdd(ctx, "set", []byte("m"))
+	require.NoError(t, err)
+	putSet := &wire.Request{Op: wire.OpPut, Key: []byte("set"), Value: enc}
+	closed := dial(t, addrA, client.Options{Conns: 1})
+	require.NoError(t, closed.Close())
+	errs := client.DoAll(ctx, putSet, a, b, closed)
+	require.NoError(t, errs[0])
+	require.ErrorIs(t, errs[1], client.ErrTypeMismatch)
+	require.ErrorIs(t, errs[2], client.ErrClosed)
+
+	// A context that has ended sends nothing.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	errs = client.DoAll(done, put, a, b)
+	require.ErrorIs(t, errs[0], context.Canceled)
+	require.ErrorIs(t, errs[1], context.Canceled)
+}
+
+// A DoAll whose context ends before every node answered returns the
+// context's error for each; the late answer is dropped and the connections
+// stay usable.
+func TestDoAllAbandoned(t *testing.T) {
+	addr, _ := startNode(t)
+	slow := newSlowNode(t)
+	live := dial(t, addr, client.Options{Conns: 1})
+	mute := dial(t, slow.ln.Addr().String(), client.Options{Conns: 1})
+	short, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
+	defer cancel()
+	errs := client.DoAll(short, &wire.Request{Op: wire.OpPing}, live, mute)
+	require.ErrorIs(t, errs[0], client.ErrTimeout)
+	require.ErrorIs(t, errs[1], client.ErrTimeout)
+
+	close(slow.release) // the late answer arrives and is dropped
+	require.NoError(t, live.Ping(ctx(t)))
+	require.NoError(t, mute.Ping(ctx(t)), "responses still matched in order")
+}

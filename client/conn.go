@@ -120,8 +120,9 @@ func newConn(nc net.Conn, lim wire.Limits, writeTimeout time.Duration) *conn {
 }
 
 // send queues frames built by appendReqs (which receives the first request
-// id to use and must use consecutive ids, one per call of g) and writes them.
-func (cn *conn) send(ctx context.Context, g *group, appendReqs func(b []byte, firstID uint64) []byte) error {
+// id to use and must use consecutive ids, one per call) and writes them.
+// The calls are a group's, all of them or (DoAll) some.
+func (cn *conn) send(ctx context.Context, calls []*call, appendReqs func(b []byte, firstID uint64) []byte) error {
 	cn.mu.Lock()
 	if cn.err != nil {
 		err := cn.err
@@ -129,7 +130,7 @@ func (cn *conn) send(ctx context.Context, g *group, appendReqs func(b []byte, fi
 		return err
 	}
 	first := cn.nextID
-	for _, cl := range g.calls {
+	for _, cl := range calls {
 		cl.id = cn.nextID
 		cn.nextID++
 		cn.pending.push(cl)
@@ -178,7 +179,7 @@ func (cn *conn) flush(ctx context.Context) {
 // wait blocks until every call of g has completed or ctx ends. If ctx ends
 // first the group is abandoned (abandoned is true): the reader releases it
 // when its last response comes, and the caller must not touch it again.
-func (cn *conn) wait(ctx context.Context, g *group) (abandoned bool, err error) {
+func (g *group) wait(ctx context.Context) (abandoned bool, err error) {
 	select {
 	case <-g.done:
 		return false, nil

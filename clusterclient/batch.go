@@ -104,7 +104,7 @@ func (b *Batch) Exec(ctx context.Context) ([]client.BatchResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr(ctx, "batch", nil)
 	}
-	ctx, cancel := bound(ctx, c.opts.Timeout)
+	ctx, cancel := c.deadlines.bound(ctx)
 	defer cancel()
 
 	res := make([]client.BatchResult, len(b.ops))

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/trellisdb/trellis/client"
+	"github.com/trellisdb/trellis/lattice"
 	"github.com/trellisdb/trellis/route"
 	"github.com/trellisdb/trellis/wire"
 )
@@ -68,7 +70,15 @@ type shared struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	stats struct{ refreshes, wrongOwner, failovers, retries atomic.Uint64 }
+	stats struct {
+		refreshes, wrongOwner, failovers, retries atomic.Uint64
+		fanOuts, fanOutFailed                     atomic.Uint64
+	}
+
+	deadlines deadlines // bound the calls whose context has no deadline
+
+	clock  *lattice.Clock // stamps the Sets written by fan-out
+	writer uint64         // this client's writer id in those stamps
 }
 
 type nodeKey struct {
@@ -103,10 +113,13 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	ropts := opts.Client
 	ropts.Conns = 1
 	s := &shared{
-		opts:   opts,
-		router: route.NewClient(opts.Route, ropts),
-		now:    time.Now,
-		nodes:  map[nodeKey]*nodeConns{},
+		opts:      opts,
+		router:    route.NewClient(opts.Route, ropts),
+		now:       time.Now,
+		nodes:     map[nodeKey]*nodeConns{},
+		deadlines: deadlines{timeout: opts.Timeout},
+		clock:     lattice.NewClock(func() int64 { return time.Now().UnixMilli() }),
+		writer:    rand.Uint64() | 1, // (never 0)
 	}
 	ctx, cancel := bound(ctx, opts.Timeout)
 	defer cancel()
@@ -170,15 +183,21 @@ type Stats struct {
 	WrongOwner uint64 // wrong-owner answers received
 	Failovers  uint64 // attempts that moved on to another replica (node unreachable or unable to serve)
 	Retries    uint64 // rounds begun again after every replica of a key failed or the state moved
+	FanOuts    uint64 // writes acknowledged by fan-out (a quorum of replicas at once)
+	// FanOutFailed counts fan-outs that a target did not acknowledge: the
+	// write was then sent the usual way.
+	FanOutFailed uint64
 }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
 	return Stats{
-		Refreshes:  c.stats.refreshes.Load(),
-		WrongOwner: c.stats.wrongOwner.Load(),
-		Failovers:  c.stats.failovers.Load(),
-		Retries:    c.stats.retries.Load(),
+		Refreshes:    c.stats.refreshes.Load(),
+		WrongOwner:   c.stats.wrongOwner.Load(),
+		Failovers:    c.stats.failovers.Load(),
+		Retries:      c.stats.retries.Load(),
+		FanOuts:      c.stats.fanOuts.Load(),
+		FanOutFailed: c.stats.fanOutFailed.Load(),
 	}
 }
 
@@ -204,6 +223,7 @@ func (c *Client) Close() error {
 	for _, n := range nodes {
 		n.close()
 	}
+	c.deadlines.close()
 	return c.router.Close()
 }
 
@@ -466,7 +486,7 @@ func (c *Client) do(ctx context.Context, what, key string, idempotent bool, op f
 	if err := ctx.Err(); err != nil {
 		return ctxErr(ctx, what, nil)
 	}
-	ctx, cancel := bound(ctx, c.opts.Timeout)
+	ctx, cancel := c.deadlines.bound(ctx)
 	defer cancel()
 	k := []byte(key)
 	var last error

@@ -20,12 +20,12 @@ import (
 
 // Each key goes to the first member of its responsible set, with the epoch
 // the client routes by and the acknowledgement its view asks for; no other
-// node hears of it.
+// node hears of it. (Quorum writes by fan-out: TestFanOut.)
 func TestRoutesToFirstReplica(t *testing.T) {
 	f := newFakeCluster(t, 3)
 	st := f.state(5, 2, 1, 2, 3)
 	f.publish(st)
-	c := f.dial(Options{})
+	c := f.dial(Options{NoFanOut: true})
 	ctx := testCtx(t)
 	require.Equal(t, uint64(5), c.Epoch())
 	require.Len(t, c.State().Members, 3)
@@ -55,7 +55,7 @@ func TestWrongOwnerRefreshesAndRetries(t *testing.T) {
 	f := newFakeCluster(t, 4)
 	old := f.state(5, 1, 1, 2, 3)
 	f.publish(old)
-	c := f.dial(Options{})
+	c := f.dial(Options{NoFanOut: true})
 	cur := f.state(6, 1, 1, 2, 3, 4)
 	f.publish(cur)
 
@@ -115,7 +115,7 @@ func TestConcurrentWrongOwnersShareOneFetch(t *testing.T) {
 func TestStaleNodeTriesNextReplica(t *testing.T) {
 	f := newFakeCluster(t, 3)
 	f.publish(f.state(5, 2, 1, 2, 3))
-	c := f.dial(Options{})
+	c := f.dial(Options{NoFanOut: true})
 	key := "user:42"
 	reps := c.Replicas(key)
 	f.nodes[reps[0].ID].setFault(func(*wire.Request) error {
@@ -201,7 +201,7 @@ func TestUnreachableNodeFailsOver(t *testing.T) {
 	st.Members[0].Addr = dead // node 1 is gone
 	f.publish(st)
 	d := newCountingDialer()
-	c := f.dial(Options{Client: client.Options{Dial: d.Dial}})
+	c := f.dial(Options{NoFanOut: true, Client: client.Options{Dial: d.Dial}})
 	clock := &fakeClock{ns: atomic.Int64{}}
 	clock.ns.Store(time.Now().UnixNano())
 	c.now = clock.now
@@ -236,7 +236,7 @@ func TestUnreachableNodeFailsOver(t *testing.T) {
 func TestFinalErrorsAreNotRetried(t *testing.T) {
 	f := newFakeCluster(t, 3)
 	f.publish(f.state(5, 2, 1, 2, 3))
-	c := f.dial(Options{})
+	c := f.dial(Options{NoFanOut: true})
 	ctx := testCtx(t)
 
 	_, err := c.CounterAdd(ctx, "n", 3)

@@ -96,6 +96,29 @@ func TestClusterWritesLandOnReplicas(t *testing.T) {
 
 	require.Zero(t, c.Stats().WrongOwner)
 	require.Zero(t, c.Stats().Failovers)
+	require.EqualValues(t, 61, c.Stats().FanOuts, "the quorum Sets and the Put went out by fan-out")
+	require.EqualValues(t, 1, c.Stats().FanOutFailed, "the Set of a counter's key")
+}
+
+// With three replicas a quorum Set by fan-out is at the first two when it
+// returns, and reaches the third by the targets' gossip.
+func TestFanOutReachesEveryReplica(t *testing.T) {
+	h := startHarness(t, harnessConfig{Nodes: 3, RF: 3})
+	c := h.dial(Options{})
+	ctx := testCtx(t)
+	keys := make([]string, 30)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("fan:%d", i)
+		require.NoError(t, c.Set(ctx, keys[i], []byte("v")))
+		reps := c.Replicas(keys[i])
+		for _, m := range reps[:2] {
+			require.True(t, h.node(m.ID).store.Exists([]byte(keys[i])), "key %s at node %d", keys[i], m.ID)
+		}
+	}
+	require.EqualValues(t, len(keys), c.Stats().FanOuts)
+	for _, k := range keys {
+		require.Eventually(t, func() bool { return len(h.holders(k)) == 3 }, waitFor, 5*time.Millisecond, "key %s", k)
+	}
 }
 
 // A client whose state predates a node's joining sends keys the new node

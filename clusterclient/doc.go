@@ -75,10 +75,38 @@
 //
 // # Acknowledgements
 //
-// Writes ask for Options.Ack, by default client.AckQuorum: the node that
-// takes the write answers once a majority of the key's replicas hold it.
-// WithAck returns a view with another level: client.AckLocal (one replica),
+// Writes ask for Options.Ack, by default client.AckQuorum: the write is
+// acknowledged once a majority of the key's replicas hold it. WithAck
+// returns a view with another level: client.AckLocal (one replica),
 // client.AckDurable (a majority, synced to disk; nodes without a data
 // directory refuse it with ErrUnavailable, which is retried like any
 // unavailable answer until the deadline).
+//
+// # Fan-out
+//
+// A quorum Set or Put is sent by the client itself to a majority of the
+// key's replicas at once (the first ones of its responsible set), each
+// asked for a local acknowledgement, and is acknowledged when all of them
+// have merged it: one round trip, where a node coordinating the write takes
+// two (the client's to the node, the node's to the other replicas). Each of
+// those replicas then gossips the key to the others, as after any write:
+// the replicas beyond the quorum get it within a gossip period (50 ms by
+// default), where a coordinating node sends it to every replica at once. A
+// read through one of them meanwhile may see the previous value, which a
+// quorum write read from one replica allows either way (the client itself
+// reads from the key's first replica, which is one of the quorum).
+// For this a Set is stamped by the client's own hybrid logical clock, with a
+// random writer id drawn at Dial, instead of by a node's clock; the nodes'
+// clocks observe the stamp, so their later writes order after it (across
+// machines, as with any last-writer-wins register, writes closer together
+// than the clocks' skew may order either way).
+//
+// Fan-out is not tried while a member is joining or leaving (the write must
+// then reach the new owners too, which the coordinating node sees), nor
+// when a target failed lately; a fan-out that a target does not acknowledge
+// (wrong owner, unreachable, ...) is sent again the usual way, through one
+// node, which is safe: a merge applied twice changes nothing more. Other
+// writes (Delete, SetAdd, CounterAdd, ...), batches and local or durable
+// acknowledgements always go through one node. Options.NoFanOut turns it
+// off; Stats counts fan-outs and those that fell back.
 package clusterclient

@@ -34,17 +34,26 @@ func (c *Client) GetBytes(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Put merges v into key's value. ErrTypeMismatch if the key holds a lattice
-// of another type (nothing changes).
+// of another type (nothing changes). A quorum write goes to a quorum of the
+// key's replicas at once (see "Fan-out" in the package doc).
 func (c *Client) Put(ctx context.Context, key string, v lattice.Lattice) error {
+	if c.fanOut(ctx, key, v) {
+		return nil
+	}
 	return c.do(ctx, "put", key, true, func(ctx context.Context, n *client.Client) error {
 		return n.Put(ctx, key, v)
 	})
 }
 
-// Set writes value to key's last-writer-wins register, stamped by the
-// clock of the node that takes it. ErrTypeMismatch if the key holds another
-// lattice type.
+// Set writes value to key's last-writer-wins register. ErrTypeMismatch if
+// the key holds another lattice type. A quorum write is stamped by the
+// client's own clock and sent to a quorum of the key's replicas at once
+// (see "Fan-out" in the package doc); any other is stamped by the clock of
+// the node that takes it.
 func (c *Client) Set(ctx context.Context, key string, value []byte) error {
+	if c.fansOut() {
+		return c.Put(ctx, key, &lattice.LWW{TS: c.clock.Now(), Writer: c.writer, Value: value})
+	}
 	return c.do(ctx, "set", key, true, func(ctx context.Context, n *client.Client) error {
 		return n.Set(ctx, key, value)
 	})

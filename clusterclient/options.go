@@ -48,6 +48,10 @@ type Options struct {
 	// SuspectFor is how long a storage node that could not be reached is
 	// tried only after the other replicas of a key. Default 1 s.
 	SuspectFor time.Duration
+	// NoFanOut makes quorum writes go to one replica of the key, which
+	// replicates them and answers once a quorum holds them, instead of to
+	// a quorum of replicas at once (see "Fan-out" in the package doc).
+	NoFanOut bool
 	// Vnodes is the number of points per member on the global ring; it
 	// must be the storage nodes' (cluster.Config.Vnodes). Default
 	// route.DefaultVnodes.

@@ -13,6 +13,10 @@ type table struct {
 	state   route.State
 	ring    *ring.Ring     // active + leaving members; nil when there are none
 	members []route.Member // members[i] is ring member i
+	// settled: no member is joining or leaving, so the nodes count a
+	// write's quorum over the ring's responsible set alone (no hand-off is
+	// under way whose new owners must get the write too).
+	settled bool
 }
 
 // newTable builds the ring of st with vnodes points per member, as a
@@ -22,7 +26,12 @@ func newTable(st route.State, vnodes int) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &table{state: st, ring: r}
+	t := &table{state: st, ring: r, settled: true}
+	for _, m := range st.Members {
+		if m.State == route.Joining || m.State == route.Leaving {
+			t.settled = false
+		}
+	}
 	if r != nil {
 		t.members = make([]route.Member, r.Len())
 		for i := range t.members {

@@ -365,6 +365,7 @@ func (s *Store) PutEncoded(key, enc []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errBadValue, err)
 		}
+		s.clock.Observe(ts) // (a client's stamp: this node's later writes order after it)
 		return s.update(key, func(sh *shard, tag uint32) error { return sh.setLocked(tag, key, ts, writer, value, nil) })
 	}
 	v, err := lattice.Decode(enc)

@@ -68,7 +68,8 @@ The run lasts --duration, or --requests operations when that is given (and
 		Example: `  trellis bench kvs                                   # 50 conns x 16 in flight, 10 s
   trellis bench kvs --pipeline 1 --duration 5s        # unpipelined
   trellis bench kvs --dist zipfian --get-ratio 0.9 --json
-  taskset -c 1 trellis bench kvs --addr 127.0.0.1:7700 --requests 2000000`,
+  taskset -c 1 trellis bench kvs --addr 127.0.0.1:7700 --requests 2000000
+  trellis bench kvs --route 127.0.0.1:7710 --conns 1 --pipeline 1 --get-ratio 0   # quorum write latency`,
 		Args: noArgs,
 	}
 	f := cmd.Flags()
@@ -86,6 +87,9 @@ The run lasts --duration, or --requests operations when that is given (and
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (worker i uses seed, i)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the summary")
 	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the load generator to this file")
+	f.StringSliceVar(&cfg.Route, "route", nil, "routing nodes of a cluster: send through a cluster client instead of to --addr")
+	f.StringVar(&cfg.Ack, "ack", "", "acknowledgement of sets: local, quorum or durable (default: the node's; with --route, quorum)")
+	f.BoolVar(&cfg.NoFanOut, "no-fan-out", false, "with --route: send quorum sets through one node instead of to a quorum of replicas at once")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		// Zero means "the default" in KVSConfig, not on the command line.

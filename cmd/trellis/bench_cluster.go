@@ -46,6 +46,13 @@ type latencyResult struct {
 	QuorumP50us, QuorumP99us float64
 	GetP50us, GetP99us       float64
 	QuorumOverLocalP50       float64
+	// The same keys through a cluster client, which sends each key to its
+	// own replicas: SET acknowledged locally, and quorum SETs by fan-out
+	// (FanOuts of them were; the others fell back to one node).
+	ClusterLocalP50us, ClusterLocalP99us   float64
+	ClusterQuorumP50us, ClusterQuorumP99us float64
+	ClusterQuorumOverLocalP50              float64
+	FanOuts                                uint64
 }
 
 // gossipResult is the gossip scenario's result: the time from a write's
@@ -294,6 +301,24 @@ func benchLatency(ctx context.Context, lc *localCluster, ops int) (latencyResult
 	r.QuorumP50us, r.QuorumP99us = us(hq.Quantile(0.5)), us(hq.Quantile(0.99))
 	r.GetP50us, r.GetP99us = us(hg.Quantile(0.5)), us(hg.Quantile(0.99))
 	r.QuorumOverLocalP50 = r.QuorumP50us / r.LocalP50us
+
+	cc, err := clusterclient.Dial(ctx, clusterclient.Options{Route: lc.routeAddrs(),
+		Client: client.Options{Conns: 1, Name: "trellis-bench"}})
+	if err != nil {
+		return r, err
+	}
+	defer cc.Close()
+	cl, cq := cc.WithAck(client.AckLocal), cc.WithAck(client.AckQuorum)
+	if hl, err = measure(func(k string) error { return cl.Set(ctx, k, value) }); err != nil {
+		return r, err
+	}
+	if hq, err = measure(func(k string) error { return cq.Set(ctx, k, value) }); err != nil {
+		return r, err
+	}
+	r.ClusterLocalP50us, r.ClusterLocalP99us = us(hl.Quantile(0.5)), us(hl.Quantile(0.99))
+	r.ClusterQuorumP50us, r.ClusterQuorumP99us = us(hq.Quantile(0.5)), us(hq.Quantile(0.99))
+	r.ClusterQuorumOverLocalP50 = r.ClusterQuorumP50us / r.ClusterLocalP50us
+	r.FanOuts = cc.Stats().FanOuts
 	return r, nil
 }
 
@@ -642,6 +667,10 @@ func printClusterBench(w io.Writer, r clusterBenchResult) {
 		fmt.Fprintf(w, "  SET ack=local   p50 %7.1f µs  p99 %7.1f µs\n", l.LocalP50us, l.LocalP99us)
 		fmt.Fprintf(w, "  SET ack=quorum  p50 %7.1f µs  p99 %7.1f µs  (p50 %.2f× local)\n", l.QuorumP50us, l.QuorumP99us, l.QuorumOverLocalP50)
 		fmt.Fprintf(w, "  GET             p50 %7.1f µs  p99 %7.1f µs\n", l.GetP50us, l.GetP99us)
+		fmt.Fprintf(w, "the same keys through a cluster client (each to its own replicas):\n")
+		fmt.Fprintf(w, "  SET ack=local   p50 %7.1f µs  p99 %7.1f µs\n", l.ClusterLocalP50us, l.ClusterLocalP99us)
+		fmt.Fprintf(w, "  SET ack=quorum  p50 %7.1f µs  p99 %7.1f µs  (p50 %.2f× local; %d by fan-out)\n",
+			l.ClusterQuorumP50us, l.ClusterQuorumP99us, l.ClusterQuorumOverLocalP50, l.FanOuts)
 	}
 	if g := r.Gossip; g != nil {
 		fmt.Fprintf(w, "gossip convergence (%d locally acknowledged writes, period %.0f ms):\n", g.Writes, g.GossipEveryMs)

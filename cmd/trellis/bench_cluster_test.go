@@ -23,6 +23,8 @@ func TestBenchCluster(t *testing.T) {
 	require.NotNil(t, res.Latency)
 	assert.Equal(t, 40, res.Latency.Ops)
 	assert.Positive(t, res.Latency.QuorumP50us)
+	assert.Positive(t, res.Latency.ClusterQuorumP50us)
+	assert.EqualValues(t, 40+40, res.Latency.FanOuts, "every quorum SET of the cluster client (warm-up included) fanned out")
 	require.NotNil(t, res.Gossip)
 	assert.Positive(t, res.Gossip.P99ms)
 	require.NotNil(t, res.Handoff)
