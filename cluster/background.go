@@ -228,7 +228,7 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 		return sum, nil
 	}
 	mine := n.bucketKeys(p.ID, bits, diff)
-	theirs := map[string]uint64{}
+	theirs := make(map[string]uint64, len(mine)) // about as many: sized at once
 	buckets := slices.Sorted(maps.Keys(diff))
 	for len(buckets) > 0 {
 		k := min(len(buckets), maxBucketsPerCall)
@@ -290,8 +290,7 @@ func (n *Node) syncWith(ctx context.Context, p route.Member) (AESummary, error) 
 		fetch = append(later, fetch...)
 	}
 	if sum.Changed > 0 {
-		n.digestCache.invalidate()
-		n.bucketIndex.invalidate()
+		n.aeIndex.invalidate()
 	}
 	slices.SortFunc(push, bytes.Compare)
 	for len(push) > 0 {

@@ -232,8 +232,7 @@ type Node struct {
 	refreshing atomic.Bool   // a background refresh is running
 	loopWrites atomic.Uint64 // writes replicated from an event loop (loop.go)
 
-	digestCache digestCache // the last anti-entropy digests (serve.go)
-	bucketIndex bucketIndex // the last bucket index (serve.go)
+	aeIndex aeIndex // the last anti-entropy index: digests and keys by bucket (aeindex.go)
 
 	// moved receives (without blocking) when SetState installs a new
 	// epoch: Run hands off at once the copies the new ring moved away.

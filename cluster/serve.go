@@ -4,15 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/trellisdb/trellis/kvs"
 	"github.com/trellisdb/trellis/pack"
-	"github.com/trellisdb/trellis/ring"
-	"github.com/trellisdb/trellis/route"
 	"github.com/trellisdb/trellis/wire"
 )
 
@@ -217,170 +213,6 @@ func cellHash(d *xxhash.Digest, key, cell []byte) uint64 {
 	_, _ = d.Write([]byte{0})
 	_, _ = d.Write(cell)
 	return d.Sum64()
-}
-
-// digests returns, for each of 2^bits buckets, the xor of the cell hashes of
-// the keys in it that this node and peer both replicate. The slice is
-// shared: callers must not change it.
-func (n *Node) digests(peer uint64, bits uint) []uint64 {
-	if d := n.allDigests(bits)[peer]; d != nil {
-		return d
-	}
-	return make([]uint64, 1<<bits) // no key in common
-}
-
-// digestCache holds the digests of one pass over the store, for every
-// peer at once (a round of anti-entropy and the digest requests of every
-// peer need one pass, not one each).
-type digestCache struct {
-	mu      sync.Mutex
-	view    *view
-	bits    uint
-	changes uint64 // the store's Changes when the pass started
-	at      time.Time
-	d       map[uint64][]uint64
-}
-
-// invalidate makes the next allDigests make a new pass: this node took
-// cells from a peer, and digests that do not show them would make the next
-// peer's exchange take them all again.
-func (c *digestCache) invalidate() {
-	c.mu.Lock()
-	c.d = nil
-	c.mu.Unlock()
-}
-
-// allDigests returns the digests of every peer with which this node shares
-// keys: from the last pass if the routing state is the same and the store
-// has not changed since (or the pass is younger than Config.DigestReuse),
-// else from a new pass.
-func (n *Node) allDigests(bits uint) map[uint64][]uint64 {
-	c := &n.digestCache
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v := n.view.Load()
-	changes := n.store.Changes()
-	if c.d != nil && c.view == v && c.bits == bits &&
-		(c.changes == changes || time.Since(c.at) < n.cfg.DigestReuse) {
-		return c.d
-	}
-	at := time.Now()
-	d := map[uint64][]uint64{}
-	self := n.cfg.ID
-	h := xxhash.New()
-	var buf [16]route.Member
-	n.store.Each(func(key, cell []byte) bool {
-		kh := ring.KeyHash(key)
-		rs := v.allReplicasOfHash(key, kh, buf[:0])
-		if len(rs) < 2 || !containsMember(rs, self) {
-			return true
-		}
-		ch := cellHash(h, key, cell)
-		b := bucketOf(kh, bits)
-		for _, m := range rs {
-			if m.ID == self {
-				continue
-			}
-			pd := d[m.ID]
-			if pd == nil {
-				pd = make([]uint64, 1<<bits)
-				d[m.ID] = pd
-			}
-			pd[b] ^= ch
-		}
-		return true
-	})
-	c.view, c.bits, c.changes, c.at, c.d = v, bits, changes, at, d
-	return d
-}
-
-// bucketKeys returns the keys this node shares with peer in the given
-// buckets, with their cell hashes. An exchange that differs in many
-// buckets asks in several calls (at most maxBucketsPerCall each): those
-// share one pass over the store (a bucket index, reused as digests are)
-// instead of making one pass each.
-func (n *Node) bucketKeys(peer uint64, bits uint, buckets map[uint64]bool) map[string]uint64 {
-	out := map[string]uint64{}
-	if len(buckets) < bucketIndexMin {
-		n.eachShared(peer, bits, func(b uint64, key string, h uint64) {
-			if buckets[b] {
-				out[key] = h
-			}
-		})
-		return out
-	}
-	idx := n.bucketIndexFor(peer, bits)
-	for b := range buckets {
-		for _, e := range idx[b] {
-			out[e.key] = e.hash
-		}
-	}
-	return out
-}
-
-// eachShared calls fn for every key this node shares with peer: its bucket,
-// the key and its cell hash.
-func (n *Node) eachShared(peer uint64, bits uint, fn func(bucket uint64, key string, hash uint64)) {
-	v := n.view.Load()
-	h := xxhash.New()
-	var buf [16]route.Member
-	n.store.Each(func(key, cell []byte) bool {
-		kh := ring.KeyHash(key)
-		if rs := v.allReplicasOfHash(key, kh, buf[:0]); containsMember(rs, n.cfg.ID) && containsMember(rs, peer) {
-			fn(bucketOf(kh, bits), string(key), cellHash(h, key, cell))
-		}
-		return true
-	})
-}
-
-// The bucket index: a request for at least bucketIndexMin buckets builds
-// (or reuses, at the same view, for as long as the digests are reused:
-// Config.DigestReuse, at least bucketIndexReuse) an index of every key
-// shared with the requesting peer, by bucket. Like the reused digests, it
-// may miss writes made since it was built: those reach the peer by
-// replication and gossip, and the next exchange compares again.
-const (
-	bucketIndexMin   = 16
-	bucketIndexReuse = 2 * time.Second
-)
-
-type keyHash struct {
-	key  string
-	hash uint64
-}
-
-type bucketIndex struct {
-	mu   sync.Mutex
-	view *view
-	peer uint64
-	bits uint
-	at   time.Time
-	idx  map[uint64][]keyHash
-}
-
-// invalidate makes the next bucketIndexFor build a new index.
-func (c *bucketIndex) invalidate() {
-	c.mu.Lock()
-	c.idx = nil
-	c.mu.Unlock()
-}
-
-// bucketIndexFor returns the index of the keys shared with peer.
-func (n *Node) bucketIndexFor(peer uint64, bits uint) map[uint64][]keyHash {
-	c := &n.bucketIndex
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v := n.view.Load()
-	if c.idx != nil && c.view == v && c.peer == peer && c.bits == bits && time.Since(c.at) < max(bucketIndexReuse, n.cfg.DigestReuse) {
-		return c.idx
-	}
-	at := time.Now()
-	idx := make(map[uint64][]keyHash)
-	n.eachShared(peer, bits, func(b uint64, key string, h uint64) {
-		idx[b] = append(idx[b], keyHash{key, h})
-	})
-	c.view, c.peer, c.bits, c.at, c.idx = v, peer, bits, at, idx
-	return idx
 }
 
 func btoi(b bool) int {
