@@ -22,7 +22,8 @@ func (c *Client) fansOut() bool { return c.ack == wire.AckQuorum && !c.opts.NoFa
 // the quorum over the pending ring too, which a node coordinating the write
 // knows), or when a target failed lately; on any failure the caller sends
 // the same write the usual way (one node coordinates it), which is safe:
-// a merge applied twice changes nothing more.
+// a merge applied twice changes nothing more. ctx must be bounded
+// (deadlines.bound): a target may never answer.
 func (c *Client) fanOut(ctx context.Context, key string, v lattice.Lattice) bool {
 	if !c.fansOut() || ctx.Err() != nil {
 		return false

@@ -1,8 +1,10 @@
 package clusterclient
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -107,4 +109,21 @@ func TestNoFanOutDuringHandoff(t *testing.T) {
 		c.Replicas(key)[0].ID: {{op: wire.OpPut, key: key, epoch: 5, ack: wire.AckQuorum}},
 	}, f.takeAll())
 	require.Zero(t, c.Stats().FanOuts)
+}
+
+// A fan-out target that never answers holds the call no longer than the
+// call's bound (Options.Timeout for a context without a deadline; without
+// an AttemptTimeout the wait for it takes all of that time).
+func TestFanOutToHungNodeIsBounded(t *testing.T) {
+	f := newFakeCluster(t, 3)
+	f.publish(f.state(5, 3, 1, 2, 3))
+	c := f.dial(Options{Timeout: 200 * time.Millisecond})
+	key := "k"
+	hung := make(chan struct{})
+	defer close(hung)
+	f.nodes[c.Replicas(key)[1].ID].setFault(func(*wire.Request) error { <-hung; return nil })
+	start := time.Now()
+	err := c.Set(context.Background(), key, []byte("v"))
+	require.ErrorIs(t, err, ErrTimeout)
+	require.Less(t, time.Since(start), 5*time.Second)
 }

@@ -37,6 +37,8 @@ func (c *Client) GetBytes(ctx context.Context, key string) ([]byte, error) {
 // of another type (nothing changes). A quorum write goes to a quorum of the
 // key's replicas at once (see "Fan-out" in the package doc).
 func (c *Client) Put(ctx context.Context, key string, v lattice.Lattice) error {
+	ctx, cancel := c.deadlines.bound(ctx) // one bound for the fan-out and what follows
+	defer cancel()
 	if c.fanOut(ctx, key, v) {
 		return nil
 	}
