@@ -261,10 +261,7 @@ func (c *Client) pick(ctx context.Context) (*conn, error) {
 // must release the returned call.
 func (c *Client) roundTrip(ctx context.Context, cn *conn, req *wire.Request) (*call, error) {
 	g := newGroup(1)
-	err := cn.send(ctx, g.calls, func(b []byte, id uint64) []byte {
-		req.ID = id
-		return req.AppendFrame(b)
-	})
+	err := cn.sendReq(ctx, g.calls, req)
 	if err != nil {
 		g.release()
 		return nil, err
@@ -365,10 +362,7 @@ func DoAll(ctx context.Context, req *wire.Request, nodes ...*Client) []error {
 		cn, err := c.pick(ctx)
 		if err == nil {
 			r := *req // each frame gets its connection's wire id
-			err = cn.send(ctx, g.calls[i:i+1], func(b []byte, id uint64) []byte {
-				r.ID = id
-				return r.AppendFrame(b)
-			})
+			err = cn.sendReq(ctx, g.calls[i:i+1], &r)
 		}
 		if err != nil { // nothing was queued: the call completes here
 			cl.err = err

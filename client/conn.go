@@ -146,6 +146,16 @@ func (cn *conn) send(ctx context.Context, calls []*call, appendReqs func(b []byt
 	return nil
 }
 
+// sendReq sends req alone as the one call of calls (a single request, or
+// one node's part of DoAll); req gets its wire id, and req.Opts are sent as
+// they are.
+func (cn *conn) sendReq(ctx context.Context, calls []*call, req *wire.Request) error {
+	return cn.send(ctx, calls, func(b []byte, id uint64) []byte {
+		req.ID = id
+		return req.AppendFrame(b)
+	})
+}
+
 // flush writes buffered frames until none are left. Only one caller flushes
 // at a time. A write error breaks the connection: every pending call fails.
 func (cn *conn) flush(ctx context.Context) {

@@ -306,10 +306,6 @@ func (n *Node) Responsible(key []byte) bool {
 	return containsMember(v.replicas(key, buf[:0]), n.cfg.ID)
 }
 
-// quorum is the number of acknowledgements a quorum write of a key with r
-// replicas needs: a majority.
-func quorum(r int) int { return r/2 + 1 }
-
 // ErrQuorum is wrapped by a write that could not reach enough replicas in
 // time. The write may still have been applied at some of them; retrying it
 // is safe (merges are idempotent).
@@ -398,7 +394,7 @@ func (n *Node) newRound(v *view, key []byte, ack wire.Ack) *round {
 		counted = targets
 	}
 	if ack != wire.AckLocal {
-		r.need = quorum(len(counted))
+		r.need = route.Quorum(len(counted))
 		if containsMember(counted, n.cfg.ID) {
 			r.need-- // this node's own copy counts
 		}

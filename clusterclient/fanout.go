@@ -35,7 +35,7 @@ func (c *Client) fanOut(ctx context.Context, key string, v lattice.Lattice) bool
 	if !t.settled || len(reps) < 2 || len(reps) < t.state.RF(k) {
 		return false
 	}
-	targets := reps[:quorum(len(reps))]
+	targets := reps[:route.Quorum(len(reps))]
 	var nbuf [8]*client.Client
 	nodes := nbuf[:0]
 	for _, m := range targets {
@@ -67,7 +67,3 @@ func (c *Client) fanOut(ctx context.Context, key string, v lattice.Lattice) bool
 	c.stats.fanOuts.Add(1)
 	return true
 }
-
-// quorum is the acknowledgements a write needs from a responsible set of r
-// members: a majority, as the storage nodes count it.
-func quorum(r int) int { return r/2 + 1 }

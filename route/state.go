@@ -142,6 +142,12 @@ func (s State) find(id uint64) (int, bool) {
 	})
 }
 
+// Quorum is the number of a key's replicas that must hold a write
+// acknowledged by a quorum: a majority of the r members of the set that
+// counts (the storage nodes' rule; a client sending a quorum write to the
+// replicas itself uses it too).
+func Quorum(r int) int { return r/2 + 1 }
+
 // RF returns the replication factor of key: its override in KeyRF, else
 // DefaultRF, else DefaultReplication.
 func (s State) RF(key []byte) int {
