@@ -186,7 +186,7 @@ func (b *Batch) Exec(ctx context.Context) ([]client.BatchResult, error) {
 				if c.isClosed() {
 					return fillPending(res, pending, ErrClosed), ErrClosed
 				}
-				if err != nil && ctx.Err() != nil {
+				if err != nil && ended(ctx) {
 					continue // still pending; the loop ends below
 				}
 				v := classify(err, t.epoch(), b.ops[i].op != wire.OpCounterAdd)
@@ -208,7 +208,7 @@ func (b *Batch) Exec(ctx context.Context) ([]client.BatchResult, error) {
 				}
 			}
 		}
-		if ctx.Err() != nil {
+		if ended(ctx) {
 			break
 		}
 	}

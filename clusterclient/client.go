@@ -505,7 +505,7 @@ func (c *Client) do(ctx context.Context, what, key string, idempotent bool, op f
 			if errors.Is(err, ErrClosed) && !errors.Is(err, ErrConnLost) {
 				return err
 			}
-			if err != nil && ctx.Err() != nil {
+			if err != nil && ended(ctx) {
 				return ctxErr(ctx, what, last)
 			}
 			v := classify(err, t.epoch(), idempotent)

@@ -118,11 +118,27 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// ctxErr is the error of a call whose context ended: ErrTimeout with
-// context.DeadlineExceeded for a deadline, the context's error otherwise;
-// with the last failure before it, if any, also in the chain.
+// ended reports whether ctx has ended, or its deadline has passed: an
+// attempt whose write timed out at the context's deadline (package client
+// uses it as the write deadline) may fail before the context's own timer
+// has marked it done, and that failure is the deadline's, not the node's.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// ctxErr is the error of a call whose context ended (see ended):
+// ErrTimeout with context.DeadlineExceeded for a deadline, the context's
+// error otherwise; with the last failure before it, if any, also in the
+// chain.
 func ctxErr(ctx context.Context, what string, last error) error {
 	err := ctx.Err()
+	if err == nil { // the deadline passed; the context's timer is late
+		err = context.DeadlineExceeded
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w: %w", client.ErrTimeout, err)
 	}
